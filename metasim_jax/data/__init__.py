@@ -1,0 +1,1 @@
+"""Datasets that feed grammars (textures) and targets."""
