@@ -1,0 +1,42 @@
+"""Features phi for distribution matching, MMD^2 and KID."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+
+from metasim_jax.features import pyramid as pyramid_lib
+from metasim_jax.features.kid import kid, polynomial_mmd2
+from metasim_jax.features.mmd import MMDTarget, mmd2, sq_dists
+
+FeatureFn = Callable[[Any, jax.Array], jax.Array]
+NAMES = ("pyramid", "inception")
+
+
+def create(name: str, *, levels: int = 4, sigma: float = 1.0,
+           inception_weights: str | None = None,
+           inception_layer: str = "Mixed_5d",
+           inception_resize: int | None = 128) -> tuple[Any, FeatureFn]:
+  """Returns (frozen params, fn(params, images [B,H,W,C]) -> [B, D])."""
+  if name == "pyramid":
+    return None, lambda _, images: pyramid_lib.pyramid(images, levels, sigma)
+  if name == "inception":
+    if not inception_weights:
+      raise ValueError("features 'inception' needs --inception_weights=PATH "
+                       "(see docs/inception_weights.md)")
+    from metasim_jax.features import inception
+    variables = inception.load_params(inception_weights, inception_layer)
+    model = inception.InceptionV3(output_layer=inception_layer,
+                                  resize=inception_resize)
+    return variables, functools.partial(_apply, model)
+  raise ValueError(f"unknown features {name!r}; valid: {NAMES}")
+
+
+def _apply(model, variables, images):
+  return model.apply(variables, images)
+
+
+__all__ = ["MMDTarget", "NAMES", "create", "kid", "mmd2", "polynomial_mmd2",
+           "sq_dists"]

@@ -37,7 +37,7 @@ Variables = dict[str, Any]
 FeatureFn = Callable[[Variables, jax.Array], jax.Array]
 """`features(variables, images [B, H, W, C]) -> [B, D]`."""
 
-Layer = Callable[[jax.Array], jax.Array]
+_Layer = Callable[[jax.Array], jax.Array]
 
 # Leaves stored in the 'batch_stats' collection; all others are params.
 _BATCH_STATS_LEAVES = ('mean', 'var')
@@ -155,8 +155,12 @@ class InceptionD(nn.Module):
 
 
 class InceptionE(nn.Module):
-  """Mixed_7b (FIDInceptionE_1, pool='avg') / Mixed_7c (FIDInceptionE_2,
-  pool='max'); 2048 channels."""
+  """Mixed_7b/7c (FIDInceptionE_1/FIDInceptionE_2); 2048 channels.
+
+  Attributes:
+    pool: branch_pool's 3x3 pool: 'avg' excluding padding (Mixed_7b) or 'max'
+      (Mixed_7c).
+  """
   pool: Literal['avg', 'max']
 
   @nn.compact
@@ -183,7 +187,7 @@ class InceptionE(nn.Module):
 # (name, factory(name) -> layer, output channels), in network order. Factories
 # build submodules only when called, so layers above the selected one are
 # never created.
-_STAGES: tuple[tuple[str, Callable[[str], Layer], int], ...] = (
+_STAGES: tuple[tuple[str, Callable[[str], _Layer], int], ...] = (
     ('Conv2d_1a_3x3',
      lambda n: BasicConv2d(32, (3, 3), strides=2, name=n), 32),
     ('Conv2d_2a_3x3', lambda n: BasicConv2d(32, (3, 3), name=n), 32),
@@ -242,12 +246,12 @@ def preprocess(images: jax.Array, resize: int | None) -> jax.Array:
   if x.ndim != 4 or x.shape[-1] not in (1, 3):
     raise ValueError(
         f'images must have shape [B, H, W, 1 or 3], got {tuple(x.shape)}')
-  if x.shape[-1] == 1:
-    x = jnp.broadcast_to(x, x.shape[:-1] + (3,))
-  if resize is not None and x.shape[1:3] != (resize, resize):
+  batch, height, width, channels = x.shape
+  if resize is not None and (height, width) != (resize, resize):
     x = jax.image.resize(
-        x, (x.shape[0], resize, resize, 3), method='bilinear', antialias=False)
-  return 2.0 * x - 1.0
+        x, (batch, resize, resize, channels), method='bilinear',
+        antialias=False)
+  return jnp.broadcast_to(2.0 * x - 1.0, x.shape[:3] + (3,))
 
 
 class InceptionV3(nn.Module):
@@ -377,5 +381,7 @@ def load_params(
     with data:
       arrays = {key: data[key] for key in data.files}
   except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-    raise ValueError(f'cannot read Inception weights from {path}: {e}') from e
+    raise ValueError(
+        f'cannot read Inception weights from {path} (expected an .npz '
+        f'archive): {e}') from e
   return variables_from_arrays(arrays, output_layer, source=os.fspath(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import types
 from pathlib import Path
 
 import chex
@@ -112,6 +113,18 @@ def test_load_params_round_trip(weights_file, arrays):
   np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_full_network_runs_at_minimum_size():
+  variables = inception.variables_from_arrays(_random_arrays('pool3'))
+  images = _images((2, 40, 40, 1))  # Upsampled to 75x75.
+  pool3 = jax.jit(inception.make_feature_fn('pool3', RESIZE))(
+      variables, images)
+  chex.assert_shape(pool3, (2, 2048))
+  chex.assert_tree_all_finite(pool3)
+  mixed_7c = jax.jit(inception.make_feature_fn('Mixed_7c', RESIZE))(
+      variables, images)
+  np.testing.assert_allclose(pool3, mixed_7c, rtol=1e-5, atol=1e-6)
+
+
 def test_features_are_differentiable(weights_file):
   layer = 'Conv2d_4a_3x3'
   variables = inception.load_params(weights_file, layer)
@@ -142,6 +155,16 @@ def test_preprocess():
       inception.preprocess(images, resize=None), 2 * images - 1, atol=1e-6)
   np.testing.assert_allclose(
       inception.preprocess(images, resize=8), 2 * images - 1, atol=1e-6)
+
+  # PyTorch interpolate(mode='bilinear', align_corners=False), as in
+  # pytorch-fid: edge-clamped upsampling, 2-tap (unfiltered) downsampling.
+  def resize_row(row: list[float], size: int) -> np.ndarray:
+    image = jnp.tile(jnp.array(row)[None, None, :, None], (1, 2, 1, 1))
+    return np.asarray(inception.preprocess(image, size) + 1)[0, 0, :, 0] / 2
+  np.testing.assert_allclose(
+      resize_row([0, 1], 4), [0, 0.25, 0.75, 1], atol=1e-6)
+  np.testing.assert_allclose(
+      resize_row([0, 1 / 3, 2 / 3, 1], 2), [1 / 6, 5 / 6], atol=1e-6)
   with pytest.raises(ValueError, match='B, H, W'):
     inception.preprocess(jnp.zeros((1, 8, 8, 4)), resize=None)
 
@@ -181,8 +204,9 @@ def test_lower_layer_tree_has_no_later_layers(weights_file):
       model.init, jax.random.key(0),
       jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32))
   assert set(init['params']) == allowed - {'MaxPool_1'}
+  upto_5b = inception.LAYERS[:inception.LAYERS.index(LAYER) + 1]
   for key in inception.expected_shapes(LAYER):
-    assert key.split('/')[0] in inception.LAYERS[:8]
+    assert key.split('/')[0] in upto_5b
 
 
 def test_missing_key_raises(tmp_path, arrays):
@@ -227,8 +251,8 @@ def test_npz_key_mapping():
           == 'Conv2d_1a_3x3/bn/var')
   assert convert_inception.npz_key('Mixed_7c.branch_pool.bn.weight') == (
       'Mixed_7c/branch_pool/bn/scale')
-  for dropped in ('fc.weight', 'fc.bias', 'Mixed_5b.branch1x1.bn.'
-                  'num_batches_tracked', 'AuxLogits.conv0.conv.weight'):
+  for dropped in ('fc.weight', 'fc.bias', 'AuxLogits.conv0.conv.weight',
+                  'Mixed_5b.branch1x1.bn.num_batches_tracked'):
     assert convert_inception.npz_key(dropped) is None
   with pytest.raises(ValueError, match='Mixed_5b.branch1x1.conv.bias'):
     convert_inception.npz_key('Mixed_5b.branch1x1.conv.bias')
@@ -258,28 +282,93 @@ def test_converter_without_torch_fails_clearly(tmp_path, monkeypatch):
   assert not (tmp_path / 'y.npz').exists()
 
 
-def test_converter_cli_with_torch(tmp_path):
-  torch = pytest.importorskip('torch')
+class _FakeTensor:
+  """Just enough of torch.Tensor for `read_torch_state_dict`."""
+
+  def __init__(self, value: np.ndarray):
+    self._value = value
+
+  def detach(self) -> _FakeTensor:
+    return self
+
+  def cpu(self) -> _FakeTensor:
+    return self
+
+  def float(self) -> _FakeTensor:
+    return _FakeTensor(self._value.astype(np.float32))
+
+  def numpy(self) -> np.ndarray:
+    return self._value
+
+
+def _fake_torch(state_dict: dict[str, np.ndarray]) -> types.SimpleNamespace:
+  def load(path, map_location, weights_only):
+    assert map_location == 'cpu' and weights_only
+    Path(path).read_bytes()  # Raises like torch.load for a missing file.
+    return {k: _FakeTensor(v) for k, v in state_dict.items()}
+  return types.SimpleNamespace(Tensor=_FakeTensor, load=load)
+
+
+@pytest.fixture(scope='module')
+def full_state_dict() -> dict[str, np.ndarray]:
+  """A pytorch-fid-like state_dict: OIHW kernels, fc, num_batches_tracked."""
   rng = np.random.default_rng(0)
-  state_dict = {
-      'fc.weight': torch.zeros(1008, 2048), 'fc.bias': torch.zeros(1008)}
+  state = {'fc.weight': np.zeros((1008, 2048), np.float32),
+           'fc.bias': np.zeros(1008, np.float32)}
   for key, shape in inception.expected_shapes('pool3').items():
     if len(shape) == 4:
       shape = (shape[3], shape[2], shape[0], shape[1])  # HWIO -> OIHW
-    state_dict[_torch_key(key)] = torch.from_numpy(
-        rng.standard_normal(shape, dtype=np.float32))
-    if key.endswith('/var'):
-      state_dict[_torch_key(key).replace('running_var',
-                                         'num_batches_tracked')] = (
-                                             torch.tensor(0))
-  src, dst = tmp_path / 'fid.pth', tmp_path / 'fid.npz'
-  torch.save(state_dict, src)
-  convert_inception.main(['--src', str(src), '--dst', str(dst)])
+    state[_torch_key(key)] = rng.standard_normal(shape, dtype=np.float32)
+    if key.endswith('/bn/var'):
+      module = key.removesuffix('/bn/var').replace('/', '.')
+      state[f'{module}.bn.num_batches_tracked'] = np.array(0)
+  return state
+
+
+def _check_converted(dst: Path, state_dict) -> None:
   variables = inception.load_params(dst, 'pool3')
   np.testing.assert_array_equal(
       variables['params']['Mixed_7c']['branch3x3_2a']['conv']['kernel'],
-      state_dict['Mixed_7c.branch3x3_2a.conv.weight'].numpy().transpose(
+      np.asarray(state_dict['Mixed_7c.branch3x3_2a.conv.weight']).transpose(
           2, 3, 1, 0))
   np.testing.assert_array_equal(
       variables['batch_stats']['Conv2d_1a_3x3']['bn']['var'],
-      state_dict['Conv2d_1a_3x3.bn.running_var'].numpy())
+      np.asarray(state_dict['Conv2d_1a_3x3.bn.running_var']))
+
+
+def test_converter_cli_with_fake_torch(tmp_path, monkeypatch, full_state_dict):
+  monkeypatch.setitem(sys.modules, 'torch', _fake_torch(full_state_dict))
+  src, dst = tmp_path / 'fid.pth', tmp_path / 'fid.npz'
+  src.write_bytes(b'')
+  convert_inception.main(['--src', str(src), '--dst', str(dst)])
+  _check_converted(dst, full_state_dict)
+
+
+@pytest.mark.parametrize('edit, message', [
+    ('drop', 'missing key .Mixed_6e/branch_pool/bn/mean'),
+    ('extra', 'not in the FID InceptionV3'),
+    ('no_src', 'cannot read PyTorch state_dict'),
+])
+def test_converter_rejects_bad_input(
+    tmp_path, monkeypatch, full_state_dict, edit, message):
+  state = dict(full_state_dict)
+  if edit == 'drop':
+    del state['Mixed_6e.branch_pool.bn.running_mean']
+  elif edit == 'extra':
+    state['Mixed_8a.branch1x1.conv.weight'] = np.zeros((8, 8, 1, 1))
+  monkeypatch.setitem(sys.modules, 'torch', _fake_torch(state))
+  src, dst = tmp_path / 'fid.pth', tmp_path / 'fid.npz'
+  if edit != 'no_src':
+    src.write_bytes(b'')
+  with pytest.raises(SystemExit, match=message):
+    convert_inception.main(['--src', str(src), '--dst', str(dst)])
+  assert not dst.exists()
+
+
+def test_converter_cli_with_torch(tmp_path, full_state_dict):
+  torch = pytest.importorskip('torch')
+  state_dict = {k: torch.from_numpy(v) for k, v in full_state_dict.items()}
+  src, dst = tmp_path / 'fid.pth', tmp_path / 'fid.npz'
+  torch.save(state_dict, src)
+  convert_inception.main(['--src', str(src), '--dst', str(dst)])
+  _check_converted(dst, full_state_dict)

@@ -1,0 +1,34 @@
+r"""Meta-Sim on MNIST (paper Table 1).
+
+  python -m experiments.mnist --flagfile=experiments/configs/mnist_rot.flags
+  python -m experiments.mnist --config=experiments/configs/mnist.py:rot_trans \
+      --workdir=/tmp/rot_trans --config.seeds="(0,1,2,3,4)"
+"""
+
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from metasim_jax.training import trainer
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (ml_collections).",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  os.makedirs(_WORKDIR.value, exist_ok=True)
+  with open(os.path.join(_WORKDIR.value, "config.txt"), "w") as f:
+    f.write(str(config))
+  logging.info("config:\n%s", config)
+  trainer.run(config, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,27 @@
+"""The paper's MNIST task network: 2 conv + 3 fully connected layers."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+
+
+class SmallCNN(nn.Module):
+  """conv(5x5) -> pool -> conv(5x5) -> pool -> fc 50 -> fc 100 -> fc classes.
+
+  Dropout follows the two hidden fully connected layers.
+  """
+  num_classes: int = 10
+  conv_features: tuple[int, int] = (16, 32)
+  dropout: float = 0.3
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    for f in self.conv_features:
+      x = nn.relu(nn.Conv(f, (5, 5))(x))
+      x = nn.max_pool(x, (2, 2), (2, 2))
+    x = x.reshape(x.shape[0], -1)
+    for width in (50, 100):
+      x = nn.relu(nn.Dense(width)(x))
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(self.num_classes)(x)

@@ -1,0 +1,1 @@
+"""Meta-Sim training: losses, jitted steps and the experiment loop."""

@@ -1,0 +1,293 @@
+"""The Meta-Sim pipeline as pure functions, and its jitted training steps.
+
+``Pipeline`` holds the static pieces (grammars, canvas, networks, feature
+function, gradient mode); arrays (texture pools, feature-net params, target
+features, validation set) are passed to every jitted function as arguments,
+so nothing large is baked into a compiled program and one compilation serves
+every seed.
+
+Steps (each one ``jax.jit``; the host loop only calls them):
+  * ``pretrain_step``: autoencoder (identity) pre-training of G_theta;
+  * ``mmd_step``: sample -> transform -> render (autodiff or finite
+    differences) -> features -> MMD^2 -> Adam, vmapped over K starts;
+  * ``task_step``: Algorithm 1, REINFORCE with a trained-and-scored task
+    network inside, plus an optional MMD term.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from metasim_jax import grammar as grammar_lib
+from metasim_jax import render as render_lib
+from metasim_jax import tasknet as tasknet_lib
+from metasim_jax import transformer as transformer_lib
+from metasim_jax.features import FeatureFn, MMDTarget
+from metasim_jax.grammar.spec import Grammar
+from metasim_jax.training import losses
+from metasim_jax.types import SceneGraph, TexturePool
+
+Pools = Mapping[str, TexturePool]
+
+
+@struct.dataclass
+class MetaSimState:
+  """Everything that changes during training: one pytree.
+
+  Attributes:
+    params: transformer params with a leading [K] axis (one per start).
+    opt_state: optax state of the transformer optimiser, [K]-batched.
+    baseline: [K] moving-average reward of REINFORCE.
+    has_baseline: [K] bool, a reward has been seen.
+    step: scalar int32 global step.
+    key: PRNG key of the training loop.
+  """
+  params: Any
+  opt_state: Any
+  baseline: jax.Array
+  has_baseline: jax.Array
+  step: jax.Array
+  key: jax.Array
+
+
+@struct.dataclass
+class LabeledSet:
+  """A labelled image set. images [M, H, W, C]; labels [M] int32."""
+  images: jax.Array
+  labels: jax.Array
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Pipeline:
+  """Static description of one Meta-Sim problem (hashed by identity)."""
+  prior: Grammar
+  target: Grammar
+  canvas: render_lib.Canvas
+  transformer: transformer_lib.DistributionTransformer
+  feature_fn: FeatureFn
+  tasknet: nn.Module
+  label_slot: int
+  label_col: int
+  grad_mode: str = "finite_diff"
+  mmd_batch: int = 50
+  task_sigma: np.ndarray | None = None
+
+  # ----------------------------------------------------------- generation
+  def labels(self, scene: SceneGraph) -> jax.Array:
+    return scene.attrs[:, self.label_slot, self.label_col].astype(jnp.int32)
+
+  def transform(self, params, scene: SceneGraph) -> SceneGraph:
+    return transformer_lib.transform(params, self.transformer, self.prior,
+                                     scene)[0]
+
+  def sample(self, key, batch: int, pools: Pools, params=None,
+             source: str = "metasim") -> SceneGraph:
+    """Scenes from the prior ('prior'), G_theta ('metasim') or 'target'."""
+    if source == "target":
+      return grammar_lib.sample(key, self.target, batch, pools)
+    scene = grammar_lib.sample(key, self.prior, batch, pools)
+    if source == "prior":
+      return scene
+    if source == "metasim":
+      return self.transform(params, scene)
+    raise ValueError(f"unknown source {source!r}")
+
+  def render(self, scene: SceneGraph, pools: Pools,
+             grammar: Grammar | None = None) -> render_lib.Renders:
+    return render_lib.render(scene, grammar or self.prior, pools, self.canvas)
+
+  def image_fn(self, pools: Pools):
+    """attrs, node_mask -> image, with the configured gradient path."""
+    fn = lambda attrs, mask: render_lib.render_image(
+        attrs, mask, self.prior, pools, self.canvas)
+    return render_lib.with_gradient(fn, self.prior.fd_step, self.grad_mode)
+
+  def images_and_labels(self, key, batch, pools, params, source):
+    grammar = self.target if source == "target" else self.prior
+    scene = self.sample(key, batch, pools, params, source)
+    return self.render(scene, pools, grammar).image, self.labels(scene)
+
+  # -------------------------------------------------------------- losses
+  def mmd_loss(self, params, key, pools: Pools, feat_params,
+               target: MMDTarget) -> jax.Array:
+    scene = self.sample(key, self.mmd_batch, pools, params)
+    image = self.image_fn(pools)(scene.attrs, scene.node_mask)
+    return target.mmd2(self.feature_fn(feat_params, image))
+
+  def pretrain_loss(self, params, key, pools: Pools, batch: int):
+    scene = grammar_lib.sample(key, self.prior, batch, pools)
+    new, logits = transformer_lib.transform(params, self.transformer,
+                                            self.prior, scene)
+    return losses.autoencoder_loss(new, logits, scene, self.prior)
+
+  # ---------------------------------------------------------- task model
+  def train_tasknet(self, key, tx, batch_fn, steps):
+    shape = (self.canvas.height, self.canvas.width, self.canvas.channels)
+    return tasknet_lib.train(key, self.tasknet, tx, batch_fn, steps, shape)
+
+  def score(self, task_params, data: LabeledSet) -> dict[str, jax.Array]:
+    return tasknet_lib.evaluate(task_params, self.tasknet, data.images,
+                                data.labels)
+
+
+def adam(lr: float, clip: float = 1.0) -> optax.GradientTransformation:
+  return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr))
+
+
+def init_state(key: jax.Array, params_k, tx: optax.GradientTransformation
+               ) -> MetaSimState:
+  """State for K stacked transformer parameter sets."""
+  k = jax.tree.leaves(params_k)[0].shape[0]
+  return MetaSimState(params=params_k, opt_state=jax.vmap(tx.init)(params_k),
+                      baseline=jnp.zeros((k,)),
+                      has_baseline=jnp.zeros((k,), bool),
+                      step=jnp.zeros((), jnp.int32), key=key)
+
+
+def _apply(tx, grads, opt_state, params):
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
+def make_pretrain_step(pipe: Pipeline, tx, batch: int):
+  """(params, opt_state, key, pools) -> (params, opt_state, loss); jitted."""
+
+  @jax.jit
+  def step(params, opt_state, key, pools):
+    loss, grads = jax.value_and_grad(pipe.pretrain_loss)(params, key, pools,
+                                                         batch)
+    params, opt_state = _apply(tx, grads, opt_state, params)
+    return params, opt_state, loss
+
+  return step
+
+
+def make_mmd_step(pipe: Pipeline, tx):
+  """(state, pools, feat_params, target) -> (state, metrics); one jit.
+
+  Every start sees the same scenes (common random numbers), so their MMDs
+  are comparable.
+  """
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def step(state: MetaSimState, pools, feat_params, target: MMDTarget):
+    key = jax.random.fold_in(state.key, state.step)
+
+    def one(params, opt_state):
+      loss, grads = jax.value_and_grad(pipe.mmd_loss)(params, key, pools,
+                                                      feat_params, target)
+      params, opt_state = _apply(tx, grads, opt_state, params)
+      return params, opt_state, loss, optax.global_norm(grads)
+
+    params, opt_state, loss, gnorm = jax.vmap(one)(state.params,
+                                                   state.opt_state)
+    state = state.replace(params=params, opt_state=opt_state,
+                          step=state.step + 1)
+    return state, {"mmd2": loss, "grad_norm": gnorm}
+
+  return step
+
+
+def make_mmd_eval(pipe: Pipeline, batch: int):
+  """MMD^2 of each start on a fresh batch: (params_k, key, ...) -> [K]."""
+
+  @jax.jit
+  def evaluate(params_k, key, pools, feat_params, target: MMDTarget):
+    def one(params):
+      scene = pipe.sample(key, batch, pools, params)
+      image = pipe.render(scene, pools).image
+      return target.mmd2(pipe.feature_fn(feat_params, image))
+    return jax.vmap(one)(params_k)
+
+  return evaluate
+
+
+def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
+                   inner_steps: int, inner_batch: int, task_weight: float,
+                   mmd_weight: float, baseline_decay: float, reward: str,
+                   fixed_task_init: bool):
+  """Algorithm 1 (+ optional MMD term) as one jitted step, K = 1 start.
+
+  (state, pools, feat_params, target, val) -> (state, metrics).
+  """
+  if pipe.task_sigma is None:
+    raise ValueError("task_step needs Pipeline.task_sigma")
+  sigma = pipe.task_sigma
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def step(state: MetaSimState, pools, feat_params, target: MMDTarget,
+           val: LabeledSet):
+    key = jax.random.fold_in(state.key, state.step)
+    k_scene, k_noise, k_task, k_mmd = jax.random.split(key, 4)
+    if fixed_task_init:  # common random numbers across meta-epochs
+      k_task = jax.random.fold_in(state.key, -1)
+    params = jax.tree.map(lambda x: x[0], state.params)
+    opt_state = jax.tree.map(lambda x: x[0], state.opt_state)
+
+    scene = grammar_lib.sample(k_scene, pipe.prior, num_scenes, pools)
+    mean = pipe.transform(params, scene)
+    drawn = losses.gaussian_sample(k_noise, mean, sigma, pipe.prior)
+    images = pipe.render(drawn, pools).image
+    labels = pipe.labels(drawn)
+
+    def batch_fn(k):
+      idx = jax.random.randint(k, (inner_batch,), 0, num_scenes)
+      return images[idx], labels[idx]
+
+    task_params, _ = pipe.train_tasknet(k_task, task_tx, batch_fn, inner_steps)
+    scores = pipe.score(task_params, val)
+    r = scores["accuracy"] if reward == "accuracy" else -scores["loss"]
+    b = jnp.where(state.has_baseline[0], state.baseline[0], r)
+
+    def surrogate(p):
+      logp = losses.gaussian_log_prob(drawn.attrs, pipe.transform(p, scene),
+                                      sigma, pipe.prior)
+      return jnp.mean(losses.reinforce_surrogate(logp, r, b))
+
+    loss, grads = jax.value_and_grad(surrogate)(params)
+    grads = jax.tree.map(lambda g: task_weight * g, grads)
+    mmd = jnp.zeros(())
+    if mmd_weight:
+      mmd, g_mmd = jax.value_and_grad(pipe.mmd_loss)(params, k_mmd, pools,
+                                                     feat_params, target)
+      grads = jax.tree.map(lambda a, c: a + mmd_weight * c, grads, g_mmd)
+    params, opt_state = _apply(tx, grads, opt_state, params)
+    new_b = baseline_decay * b + (1 - baseline_decay) * r
+    state = state.replace(
+        params=jax.tree.map(lambda x: x[None], params),
+        opt_state=jax.tree.map(lambda x: x[None], opt_state),
+        baseline=new_b[None], has_baseline=jnp.ones((1,), bool),
+        step=state.step + 1)
+    return state, {"reward": r, "baseline": b, "val_accuracy":
+                   scores["accuracy"], "val_loss": scores["loss"],
+                   "surrogate": loss, "mmd2": mmd}
+
+  return step
+
+
+def make_train_and_score(pipe: Pipeline, tx, *, steps: int, batch: int,
+                         source: str):
+  """Trains the task net on fresh scenes from ``source``; scores it.
+
+  (key, params, pools, data) -> {'accuracy', 'loss', 'train_loss'}.
+  The same key gives every source the same scene draws and task-net
+  initialisation (common random numbers).
+  """
+
+  @jax.jit
+  def run(key, params, pools, data: LabeledSet):
+    def batch_fn(k):
+      return pipe.images_and_labels(k, batch, pools, params, source)
+    task_params, losses_ = pipe.train_tasknet(key, tx, batch_fn, steps)
+    return {**pipe.score(task_params, data), "train_loss": losses_[-1]}
+
+  return run

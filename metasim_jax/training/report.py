@@ -1,0 +1,129 @@
+"""Run outputs: results JSON, sample grids, curves, attribute statistics."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from importlib import metadata
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "jraph", "numpy", "mlxtend",
+            "ml_collections", "metasim_jax")
+
+
+def versions() -> dict[str, str]:
+  out = {"python": platform.python_version()}
+  for p in PACKAGES:
+    try:
+      out[p] = metadata.version(p)
+    except metadata.PackageNotFoundError:
+      out[p] = "not installed"
+  return out
+
+
+def _jsonable(x):
+  if isinstance(x, Mapping):
+    return {str(k): _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, (np.generic, np.ndarray)) or hasattr(x, "tolist"):
+    return np.asarray(x).tolist()
+  return x
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes atomically (temp file + rename): a crash never leaves half."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
+                             suffix=".tmp")
+  with os.fdopen(fd, "w") as f:
+    json.dump(_jsonable(obj), f, indent=2, sort_keys=False)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def attribute_stats(attrs: np.ndarray, mask: np.ndarray,
+                    names: Sequence[str], kinds: Sequence[str],
+                    columns: Sequence[tuple[str, int, int]]) -> dict:
+  """Mean/std per (slot path, attribute); circular statistics for angles.
+
+  ``columns`` are (slot path, slot index, attribute column).
+  """
+  out = {}
+  for path, n, j in columns:
+    v = attrs[:, n, j][mask[:, n]]
+    if not len(v):
+      continue
+    if kinds[j] == "angle":
+      r = np.deg2rad(v)
+      c, s = np.cos(r).mean(), np.sin(r).mean()
+      resultant = min(max(np.hypot(c, s), 1e-12), 1.0)
+      mean = float(np.rad2deg(np.arctan2(s, c)))
+      std = float(np.rad2deg(np.sqrt(-2 * np.log(resultant))))
+    else:
+      mean, std = float(v.mean()), float(v.std())
+    out[f"{path}.{names[j]}"] = {"mean": mean, "std": std}
+  return out
+
+
+def angle_error(a: float, b: float) -> float:
+  return float(abs((a - b + 180.0) % 360.0 - 180.0))
+
+
+def save_grid(path: str, rows: Sequence[tuple[str, np.ndarray]],
+              zoom: int = 3) -> None:
+  """PNG grid: one titled row per [n, H, W, C] image array in [0, 1]."""
+  from PIL import Image, ImageDraw
+  title_w = 90
+  tiles = []
+  for _, imgs in rows:
+    imgs = np.asarray(imgs)
+    if imgs.shape[-1] == 1:
+      imgs = np.repeat(imgs, 3, -1)
+    pad = np.ones((imgs.shape[0], imgs.shape[1] + 2, imgs.shape[2] + 2, 3))
+    pad[:, 1:-1, 1:-1] = imgs
+    tiles.append(np.concatenate(list(pad), 1))
+  grid = (np.clip(np.concatenate(tiles, 0), 0, 1) * 255).astype(np.uint8)
+  im = Image.fromarray(grid).resize((grid.shape[1] * zoom,
+                                     grid.shape[0] * zoom), Image.NEAREST)
+  canvas = Image.new("RGB", (im.width + title_w, im.height), "white")
+  canvas.paste(im, (title_w, 0))
+  draw = ImageDraw.Draw(canvas)
+  row_h = im.height // len(rows)
+  for i, (title, _) in enumerate(rows):
+    draw.text((4, i * row_h + row_h // 2 - 6), title, fill="black")
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  canvas.save(path)
+
+
+def save_curves(path: str, curves: Mapping[str, Mapping[str, Sequence]],
+                title: str) -> None:
+  """One panel per curve name: {'panel': {'label': [(x, y), ...]}}."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  panels = [(k, v) for k, v in curves.items() if any(len(s) for s in
+                                                      v.values())]
+  if not panels:
+    return
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4),
+                           squeeze=False)
+  for ax, (name, series) in zip(axes[0], panels):
+    for label, pts in series.items():
+      if len(pts):
+        xy = np.asarray(pts, float)
+        ax.plot(xy[:, 0], xy[:, 1], label=label, lw=1.2)
+    ax.set_title(name)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    if len(series) > 1:
+      ax.legend(fontsize=7)
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

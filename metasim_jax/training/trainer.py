@@ -1,0 +1,346 @@
+"""The experiment loop: data -> pre-training -> MMD -> task -> evaluation.
+
+``run(config, workdir)`` reads top to bottom in the sections below, like
+big_vision's ``train.py``.  All jitted functions are built once and reused
+for every seed in ``config.seeds``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from metasim_jax import features as features_lib
+from metasim_jax import grammar as grammar_lib
+from metasim_jax import render as render_lib
+from metasim_jax import tasknet as tasknet_lib
+from metasim_jax import transformer as transformer_lib
+from metasim_jax.data import mnist
+from metasim_jax.training import losses, report
+from metasim_jax.training import pipeline as pl
+from metasim_jax.types import TexturePool
+
+# Reported name -> scene source: the oracle trains on the target's own
+# parameters with the grammar's digit pool.
+SOURCES = {"prior": "prior", "metasim": "metasim", "oracle": "target"}
+
+
+class Progress:
+  """Console progress: stage, step, metrics and ETA."""
+
+  def __init__(self, stage: str, total: int, every: int):
+    self.stage, self.total, self.every = stage, total, max(every, 1)
+    self.start = time.perf_counter()
+
+  def log(self, step: int, metrics: dict[str, float]) -> None:
+    done = step + 1
+    if done % self.every and done != self.total:
+      return
+    elapsed = time.perf_counter() - self.start
+    eta = elapsed / done * (self.total - done)
+    text = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+    logging.info("[%s] step %d/%d %s | %.1fs elapsed, ETA %.1fs", self.stage,
+                 done, self.total, text, elapsed, eta)
+
+
+def _target_set(key, pipe: pl.Pipeline, pool_name: str, pool: TexturePool
+                ) -> pl.LabeledSet:
+  """Renders the target grammar once per texture of ``pool`` (each digit
+  used exactly once, its own label as the class)."""
+  g = pipe.target
+  scene = grammar_lib.sample(key, g, len(pool), {pool_name: pool})
+  n = pipe.label_slot
+  attrs = scene.attrs.at[:, n, g.col("texture")].set(
+      jnp.arange(len(pool), dtype=jnp.float32))
+  attrs = attrs.at[:, n, pipe.label_col].set(pool.labels.astype(jnp.float32))
+  scene = scene.replace(attrs=attrs)
+  return pl.LabeledSet(images=pipe.render(scene, {pool_name: pool}, g).image,
+                       labels=pipe.labels(scene))
+
+
+def _start_offsets(key, grammar, num_starts: int, spread: float):
+  """Head-bias offsets per start: angles stratified around the circle,
+  continuous attributes uniform in +-spread (normalised units)."""
+  cols = [j for j in range(grammar.num_attrs)
+          if grammar.mutable[:, j].any()
+          and grammar.attr_kinds[j] in ("continuous", "angle")]
+  offsets = np.zeros((num_starts, len(cols)), np.float32)
+  u = np.asarray(jax.random.uniform(key, offsets.shape, minval=-1, maxval=1))
+  for i, j in enumerate(cols):
+    if grammar.attr_kinds[j] == "angle" and num_starts > 1:
+      offsets[:, i] = (2.0 * np.arange(num_starts) / num_starts
+                       + u[:, i] / num_starts)
+    else:
+      offsets[:, i] = spread * u[:, i]
+  offsets[0] = 0.0  # start 0 is the pre-trained identity
+  return cols, offsets
+
+
+def build_pipeline(config: ml_collections.ConfigDict):
+  """Static pieces of the problem from the config."""
+  prior = grammar_lib.compile_grammar(config.grammar.to_dict())
+  target = grammar_lib.compile_grammar(config.target.to_dict())
+  if prior.attr_names != target.attr_names or len(prior.slots) != len(
+      target.slots):
+    raise ValueError("config.target must have the structure of "
+                     "config.grammar (same classes, children, attributes)")
+  canvas = render_lib.Canvas(**config.canvas)
+  feat_params, feat_fn = features_lib.create(**config.features)
+  model = transformer_lib.build(prior, **config.transformer)
+  tasknet = tasknet_lib.create(config.tasknet.name,
+                               **config.tasknet.get("kwargs", {}))
+  sigma = (losses.sigma_table(prior, dict(config.task.sigma))
+           if config.task.weight else None)
+  pipe = pl.Pipeline(
+      prior=prior, target=target, canvas=canvas, transformer=model,
+      feature_fn=feat_fn, tasknet=tasknet,
+      label_slot=prior.slot(config.label.slot),
+      label_col=prior.col(config.label.attr), grad_mode=config.mmd.grad,
+      mmd_batch=config.mmd.batch_size, task_sigma=sigma)
+  return pipe, feat_params
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Runs the experiment for every seed; writes results into ``workdir``."""
+  t_start = time.perf_counter()
+  # ------------------------------------------------------------- input
+  images, labels = mnist.load_digits(config.digits, config.data_dir or None)
+  parts = mnist.split(images, labels, dict(config.splits), config.data_seed)
+  pool_name = config.pool
+  grammar_pools = {pool_name: mnist.texture_pool(*parts["grammar"])}
+  target_pools = {k: mnist.texture_pool(*parts[k])
+                  for k in ("real", "val", "test")}
+  logging.info("digits: %s, splits %s", config.digits,
+               {k: len(v[1]) for k, v in parts.items()})
+
+  # -------------------------------------------- problem and target data
+  pipe, feat_params = build_pipeline(config)
+  data_key = jax.random.key(config.data_seed)
+  k_real, k_val, k_test = jax.random.split(data_key, 3)
+  real = _target_set(k_real, pipe, pool_name, target_pools["real"])
+  val = _target_set(k_val, pipe, pool_name, target_pools["val"])
+  test = _target_set(k_test, pipe, pool_name, target_pools["test"])
+  feature_fn = jax.jit(pipe.feature_fn)
+  target_mmd = features_lib.MMDTarget.create(
+      feature_fn(feat_params, real.images), config.mmd.bandwidths)
+  test_feats = feature_fn(feat_params, test.images)
+
+  # ------------------------------------------------- jitted functions
+  tx = pl.adam(config.mmd.lr)
+  pre_tx = pl.adam(config.pretrain.lr)
+  task_tx = pl.adam(config.task.lr)
+  eval_tx = pl.adam(config.eval.lr)
+  pretrain_step = pl.make_pretrain_step(pipe, pre_tx, config.pretrain.batch_size)
+  mmd_step = pl.make_mmd_step(pipe, tx)
+  mmd_eval = pl.make_mmd_eval(pipe, config.mmd.select_batch)
+  task_step = None
+  if config.task.weight and config.task.steps:
+    task_step = pl.make_task_step(
+        pipe, pl.adam(config.task.gen_lr), task_tx,
+        num_scenes=config.task.num_scenes,
+        inner_steps=config.task.inner_steps,
+        inner_batch=config.task.inner_batch,
+        task_weight=config.task.weight,
+        mmd_weight=config.mmd.weight if config.task.with_mmd else 0.0,
+        baseline_decay=config.task.baseline_decay,
+        reward=config.task.reward, fixed_task_init=config.task.fixed_init)
+  probe = pl.make_train_and_score(pipe, eval_tx, steps=config.eval.probe_steps,
+                                  batch=config.eval.batch_size,
+                                  source="metasim")
+  final = {s: pl.make_train_and_score(pipe, eval_tx,
+                                      steps=config.eval.train_steps,
+                                      batch=config.eval.batch_size, source=src)
+           for s, src in SOURCES.items()}
+
+  per_seed = []
+  for seed in config.seeds:
+    per_seed.append(_run_seed(
+        config, seed, pipe, grammar_pools, feat_params, target_mmd,
+        test_feats, real, val, test, pretrain_step, mmd_step, mmd_eval,
+        task_step, probe, final, feature_fn, workdir))
+    summary = _summarise(config, per_seed, t_start)
+    report.write_json(f"{workdir}/results.json", summary)
+  logging.info("results: %s/results.json", workdir)
+  return summary
+
+
+def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
+              target_mmd, test_feats, real, val, test, pretrain_step,
+              mmd_step, mmd_eval, task_step, probe, final, feature_fn,
+              workdir) -> dict[str, Any]:
+  t0 = time.perf_counter()
+  root = jax.random.key(seed)
+  (k_init, k_pre, k_starts, k_mmd, k_task, k_eval, k_select,
+   k_stats) = jax.random.split(root, 8)
+  curves: dict[str, dict[str, list]] = {"MMD^2 (train batch)": {},
+                                        "probe accuracy on V": {},
+                                        "task reward on V": {}}
+  prior = pipe.prior
+
+  # -------------------------------------------------- pre-training (AE)
+  init_scene = grammar_lib.sample(k_init, prior, 2, pools)
+  params = transformer_lib.init(k_init, pipe.transformer, prior, init_scene)
+  opt = pl.adam(config.pretrain.lr).init(params)
+  prog = Progress("pretrain", config.pretrain.steps, config.log_every)
+  for i in range(config.pretrain.steps):
+    params, opt, loss = pretrain_step(params, opt, jax.random.fold_in(k_pre, i),
+                                      pools)
+    if (i + 1) % config.log_every == 0 or i + 1 == config.pretrain.steps:
+      prog.log(i, {"ae_loss": float(loss)})
+
+  # ------------------------------------------------ distribution matching
+  starts = config.mmd.num_starts if config.mmd.weight else 1
+  cols, offsets = _start_offsets(k_starts, prior, starts,
+                                 config.mmd.start_spread)
+  params_k = jax.tree.map(lambda x: jnp.stack([x] * starts), params)
+  params_k = jax.vmap(lambda p, o: transformer_lib.with_offsets(
+      p, prior, o, cols))(params_k, jnp.asarray(offsets))
+  state = pl.init_state(k_mmd, params_k, pl.adam(config.mmd.lr))
+  mmd_steps = config.mmd.steps if config.mmd.weight else 0
+  prog = Progress("mmd", mmd_steps, config.log_every)
+  t_mmd = time.perf_counter()
+  time_to_target = None
+  for i in range(mmd_steps):
+    state, m = mmd_step(state, pools, feat_params, target_mmd)
+    if (i + 1) % config.log_every == 0 or i + 1 == mmd_steps:
+      mmd = np.asarray(m["mmd2"])
+      for k in range(starts):
+        curves["MMD^2 (train batch)"].setdefault(f"start {k}", []).append(
+            (i + 1, float(mmd[k])))
+      prog.log(i, {"mmd2_best": float(mmd.min()),
+                   "best_start": float(mmd.argmin())})
+  selection = np.asarray(mmd_eval(state.params, k_select, pools, feat_params,
+                                  target_mmd))
+  best = int(np.argmin(selection))
+  if starts > 1:
+    logging.info("start selection MMD^2 %s -> start %d", selection.round(5),
+                 best)
+  mmd_seconds = time.perf_counter() - t_mmd
+  params = jax.tree.map(lambda x: x[best], state.params)
+  state = pl.init_state(k_task, jax.tree.map(lambda x: x[None], params),
+                        pl.adam(config.task.gen_lr))
+
+  # ------------------------------------------------ task meta-objective
+  t_task = time.perf_counter()
+  task_steps = config.task.steps if task_step is not None else 0
+  prog = Progress("task", task_steps, max(1, config.log_every // 10))
+  for i in range(task_steps):
+    state, m = task_step(state, pools, feat_params, target_mmd, val)
+    curves["task reward on V"].setdefault("reward", []).append(
+        (i + 1, float(m["reward"])))
+    curves["task reward on V"].setdefault("baseline", []).append(
+        (i + 1, float(m["baseline"])))
+    prog.log(i, {"reward": float(m["reward"]),
+                 "baseline": float(m["baseline"]),
+                 "val_acc": float(m["val_accuracy"]),
+                 "mmd2": float(m["mmd2"])})
+  task_seconds = time.perf_counter() - t_task
+  params = jax.tree.map(lambda x: x[0], state.params)
+  train_seconds = time.perf_counter() - t0
+
+  # ------------------------------------------------------ evaluation
+  results = {}
+  for source in SOURCES:
+    r = final[source](k_eval, params, pools, test)
+    results[source] = {k: float(v) for k, v in r.items()}
+    logging.info("[eval] trained on %-8s -> test accuracy %.4f", source,
+                 results[source]["accuracy"])
+  stats, dist = _distribution_report(config, pipe, params, pools, feat_params,
+                                     feature_fn, test_feats, k_stats)
+  learned = stats["metasim"]
+  target_stats = stats["target"]
+  errors = {}
+  for name, tv in target_stats.items():
+    kind = "angle" if name.endswith(".yaw") else "continuous"
+    mv = learned[name]["mean"]
+    errors[name] = (report.angle_error(mv, tv["mean"]) if kind == "angle"
+                    else abs(mv - tv["mean"]))
+  out = {
+      "seed": seed,
+      "test_accuracy": {s: results[s]["accuracy"] for s in SOURCES},
+      "test_loss": {s: results[s]["loss"] for s in SOURCES},
+      "distribution": dist,
+      "attribute_stats": stats,
+      "attribute_mean_error": errors,
+      "mmd_start_selection": selection.tolist(),
+      "selected_start": best,
+      "seconds": {"mmd_stage": mmd_seconds, "task_stage": task_seconds,
+                  "training_total": train_seconds,
+                  "with_evaluation": time.perf_counter() - t0},
+      "curves": curves,
+  }
+  _write_pictures(config, pipe, params, pools, seed, test, curves, workdir)
+  return out
+
+
+def _distribution_report(config, pipe, params, pools, feat_params, feature_fn,
+                         test_feats, key):
+  """Attribute statistics and MMD^2 / KID of each source vs the test set."""
+  n = config.eval.num_scenes
+  prior = pipe.prior
+  columns = [(prior.slots[i].path, i, j)
+             for i, j in zip(*np.nonzero(prior.mutable))
+             if prior.attr_kinds[j] in ("continuous", "angle")]
+  k_scene, k_kid = jax.random.split(key)
+  stats, dist = {}, {}
+  target_bw = features_lib.MMDTarget.create(test_feats,
+                                            config.mmd.bandwidths)
+  for name, source, grammar in (("prior", "prior", prior),
+                                ("metasim", "metasim", prior),
+                                ("target", "target", pipe.target)):
+    scene = pipe.sample(k_scene, n, pools, params, source)
+    attrs, mask = np.asarray(scene.attrs), np.asarray(scene.node_mask)
+    stats[name] = report.attribute_stats(attrs, mask, prior.attr_names,
+                                         prior.attr_kinds, columns)
+    feats = feature_fn(feat_params, pipe.render(scene, pools, grammar).image)
+    kid_mean, kid_std = features_lib.kid(k_kid, feats, test_feats)
+    dist[name if name != "target" else "oracle"] = {
+        "mmd2": float(target_bw.mmd2(feats)), "kid": float(kid_mean),
+        "kid_std": float(kid_std)}
+  return stats, dist
+
+
+def _write_pictures(config, pipe, params, pools, seed, test, curves, workdir):
+  k = jax.random.key(10_000 + seed)
+  scene = pipe.sample(k, 10, pools, source="prior")
+  moved = pipe.transform(params, scene)
+  rows = [("input (prior)", pipe.render(scene, pools).image),
+          ("Meta-Sim", pipe.render(moved, pools).image),
+          ("target", test.images[:10])]
+  report.save_grid(f"{workdir}/grid_seed{seed}.png",
+                   [(t, np.asarray(x)) for t, x in rows])
+  report.save_curves(f"{workdir}/curves_seed{seed}.png", curves,
+                     f"{config.name} seed {seed}")
+
+
+def _summarise(config, per_seed, t_start) -> dict[str, Any]:
+  acc = {s: [r["test_accuracy"][s] for r in per_seed] for s in SOURCES}
+  gap = [r["test_accuracy"]["oracle"] - r["test_accuracy"]["metasim"]
+         for r in per_seed]
+  tol = dict(config.success.attribute_tolerance)
+  ok_attr = []
+  for r in per_seed:
+    ok = all(err <= tol.get(name.rsplit(".", 1)[-1], np.inf)
+             for name, err in r["attribute_mean_error"].items())
+    ok_attr.append(bool(ok))
+  return {
+      "experiment": config.name,
+      "summary": {
+          "seeds": list(config.seeds),
+          "test_accuracy_mean": {s: float(np.mean(v)) for s, v in acc.items()},
+          "test_accuracy_per_seed": acc,
+          "oracle_minus_metasim_per_seed": gap,
+          "attributes_within_tolerance_per_seed": ok_attr,
+          "attribute_tolerance": tol,
+          "wall_seconds": time.perf_counter() - t_start,
+      },
+      "per_seed": per_seed,
+      "config": config.to_dict(),
+      "versions": report.versions(),
+  }
