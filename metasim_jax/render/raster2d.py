@@ -97,10 +97,19 @@ def world_transforms(attrs: jax.Array, grammar: Grammar
   m, t = m_local, t_local
   for _ in range(grammar.depth):  # static depth; vectorised over slots
     mp, tp = m[:, p], t[:, p]
-    m = jnp.where(is_root[..., None], m_local, mp @ m_local)
-    t = jnp.where(is_root, t_local,
-                  tp + jnp.einsum("bnij,bnj->bni", mp, t_local))
+    # Elementwise 2x2 products: tiny batched matmuls are slow on the CPU.
+    mm = jnp.sum(mp[..., :, :, None] * m_local[..., None, :, :], -2)
+    tt = tp + jnp.sum(mp * t_local[..., None, :], -1)
+    m = jnp.where(is_root[..., None], m_local, mm)
+    t = jnp.where(is_root, t_local, tt)
   return m, t
+
+
+def _inverse_2x2(m: jax.Array) -> jax.Array:
+  a, b, c, d = m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1]
+  det = a * d - b * c
+  return jnp.stack([jnp.stack([d, -b], -1), jnp.stack([-c, a], -1)],
+                   -2) / det[..., None, None]
 
 
 def _pixel_centres(canvas: Canvas) -> jax.Array:
@@ -140,7 +149,10 @@ def _texture_layers(m, t, tex_ids, pool: TexturePool, canvas: Canvas):
 
   def one(m1, t1, tid):
     # Texel coordinates of every pixel centre: M^-1 (p - t) + centre.
-    uv = jnp.einsum("ij,hwj->hwi", jnp.linalg.inv(m1), pix - t1) + centre
+    inv = _inverse_2x2(m1)
+    d = pix - t1
+    uv = (inv[None, None, :, 0] * d[..., :1] + inv[None, None, :, 1]
+          * d[..., 1:]) + centre
     return bilinear(pool.images, tid, uv[..., 0], uv[..., 1])
 
   return jax.vmap(jax.vmap(one))(m, t, tex_ids)
@@ -153,7 +165,7 @@ def _texture_boxes(m, t, tex_ids, pool: TexturePool):
   corners = jnp.stack([jnp.stack([x0, y0], -1), jnp.stack([x1, y0], -1),
                        jnp.stack([x0, y1], -1), jnp.stack([x1, y1], -1)], -2)
   corners = corners - jnp.array([w / 2.0, h / 2.0])
-  world = jnp.einsum("bsij,bskj->bski", m, corners) + t[:, :, None]
+  world = jnp.sum(m[:, :, None] * corners[..., None, :], -1) + t[:, :, None]
   return jnp.concatenate([world.min(-2), world.max(-2)], -1)
 
 
@@ -163,16 +175,15 @@ def render(scene: SceneGraph, grammar: Grammar,
   b, n = scene.node_mask.shape
   hh, ww, ch = canvas.height, canvas.width, canvas.channels
   m, t = world_transforms(scene.attrs, grammar)
-  layers = jnp.zeros((b, n, hh, ww, ch + 1), jnp.float32)
+  layers: dict[int, jax.Array] = {}  # slot -> [B, H, W, C + 1]
   boxes = jnp.zeros((b, n, 4), jnp.float32)
-  drawn = np.zeros(n, bool)
   for name, cls in grammar.classes.items():  # static loop over node classes
     slots = grammar.slots_of(name)
     if cls.render == "fill":
       colour = np.resize(np.asarray(cls.color, np.float32), ch)
-      fill = np.concatenate([colour, [1.0]]).astype(np.float32)
-      layers = layers.at[:, slots].set(jnp.broadcast_to(
-          fill, (b, len(slots), hh, ww, ch + 1)))
+      fill = jnp.asarray(np.concatenate([colour, [1.0]]), jnp.float32)
+      for i in slots:
+        layers[int(i)] = jnp.broadcast_to(fill, (b, hh, ww, ch + 1))
       boxes = boxes.at[:, slots].set(jnp.array([0.0, 0.0, ww, hh]))
     elif cls.render == "texture":
       pool = pools[cls.pool]
@@ -180,25 +191,30 @@ def render(scene: SceneGraph, grammar: Grammar,
         raise ValueError(f"pool {cls.pool!r} has {pool.images.shape[-1]} "
                          f"channels; canvas needs {ch} + alpha")
       ids = scene.attrs[:, slots, grammar.col("texture")].astype(jnp.int32)
-      layers = layers.at[:, slots].set(
-          _texture_layers(m[:, slots], t[:, slots], ids, pool, canvas))
+      drawn = _texture_layers(m[:, slots], t[:, slots], ids, pool, canvas)
+      for k, i in enumerate(slots):
+        layers[int(i)] = drawn[:, k]
       boxes = boxes.at[:, slots].set(
           _texture_boxes(m[:, slots], t[:, slots], ids, pool))
-    else:
-      continue
-    drawn[slots] = True
-  live = scene.node_mask & drawn
-  layers = layers * live[:, :, None, None, None]
-  colour, alpha = layers[..., :ch], layers[..., ch]
-  # Transmittance above slot i: prod_{j > i} (1 - alpha_j).
-  above = jnp.flip(jnp.cumprod(jnp.flip(1.0 - alpha, 1), 1), 1)
-  above = jnp.concatenate([above[:, 1:], jnp.ones_like(above[:, :1])], 1)
-  image = jnp.sum(colour * above[..., None], 1)
-  covered = alpha > 0.5
-  top = n - 1 - jnp.argmax(jnp.flip(covered, 1), 1)  # [B, H, W]
-  any_cov = covered.any(1)
-  instance = jnp.where(any_cov, top, -1)
-  semantic = jnp.where(any_cov, jnp.asarray(_semantic_ids(grammar))[top], 0)
+  is_drawn = np.zeros(n, bool)
+  is_drawn[list(layers)] = True
+  live = scene.node_mask & is_drawn
+  sem_ids = _semantic_ids(grammar)
+  # Front to back over the drawn slots (static, usually a handful):
+  # image = sum_i c_i prod_{j above i} (1 - alpha_j), premultiplied colour.
+  image = jnp.zeros((b, hh, ww, ch), jnp.float32)
+  through = jnp.ones((b, hh, ww), jnp.float32)
+  instance = jnp.full((b, hh, ww), -1, jnp.int32)
+  semantic = jnp.zeros((b, hh, ww), jnp.int32)
+  for i in sorted(layers, reverse=True):
+    on = scene.node_mask[:, i, None, None]
+    layer = layers[i] * on[..., None]
+    alpha = layer[..., ch]
+    image = image + layer[..., :ch] * through[..., None]
+    through = through * (1.0 - alpha)
+    newly = (instance < 0) & (alpha > 0.5)
+    semantic = jnp.where(newly, sem_ids[i], semantic)
+    instance = jnp.where(newly, i, instance)
   return Renders(image=jnp.clip(image, 0.0, 1.0), semantic=semantic,
                  instance=instance, boxes=boxes, box_mask=live)
 

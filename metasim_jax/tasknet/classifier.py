@@ -9,16 +9,19 @@ import jax
 class SmallCNN(nn.Module):
   """conv(5x5) -> pool -> conv(5x5) -> pool -> fc 50 -> fc 100 -> fc classes.
 
-  Dropout follows the two hidden fully connected layers.
+  Unpadded convolutions with 10 and 20 filters (the classic MNIST network
+  the paper's description matches); dropout follows the two hidden fully
+  connected layers.
   """
   num_classes: int = 10
-  conv_features: tuple[int, int] = (16, 32)
+  conv_features: tuple[int, int] = (10, 20)
+  conv_strides: tuple[int, int] = (1, 1)  # (2, 1) keeps 64x64 cheap on CPUs
   dropout: float = 0.3
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    for f in self.conv_features:
-      x = nn.relu(nn.Conv(f, (5, 5))(x))
+    for f, s in zip(self.conv_features, self.conv_strides):
+      x = nn.relu(nn.Conv(f, (5, 5), strides=s, padding="VALID")(x))
       x = nn.max_pool(x, (2, 2), (2, 2))
     x = x.reshape(x.shape[0], -1)
     for width in (50, 100):
