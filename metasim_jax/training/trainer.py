@@ -7,6 +7,7 @@ for every seed in ``config.seeds``.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -288,22 +289,30 @@ def _distribution_report(config, pipe, params, pools, feat_params, feature_fn,
              for i, j in zip(*np.nonzero(prior.mutable))
              if prior.attr_kinds[j] in ("continuous", "angle")]
   k_scene, k_kid = jax.random.split(key)
+  reference = features_lib.MMDTarget.create(test_feats, config.mmd.bandwidths)
+
   stats, dist = {}, {}
-  target_bw = features_lib.MMDTarget.create(test_feats,
-                                            config.mmd.bandwidths)
-  for name, source, grammar in (("prior", "prior", prior),
-                                ("metasim", "metasim", prior),
-                                ("target", "target", pipe.target)):
-    scene = pipe.sample(k_scene, n, pools, params, source)
-    attrs, mask = np.asarray(scene.attrs), np.asarray(scene.node_mask)
-    stats[name] = report.attribute_stats(attrs, mask, prior.attr_names,
-                                         prior.attr_kinds, columns)
-    feats = feature_fn(feat_params, pipe.render(scene, pools, grammar).image)
-    kid_mean, kid_std = features_lib.kid(k_kid, feats, test_feats)
-    dist[name if name != "target" else "oracle"] = {
-        "mmd2": float(target_bw.mmd2(feats)), "kid": float(kid_mean),
-        "kid_std": float(kid_std)}
+  for name, source in (("prior", "prior"), ("metasim", "metasim"),
+                       ("oracle", "target")):
+    scene, mmd2, kid = _measure(pipe, k_scene, k_kid, n, params, pools,
+                                feat_params, reference, source)
+    stats["target" if name == "oracle" else name] = report.attribute_stats(
+        np.asarray(scene.attrs), np.asarray(scene.node_mask),
+        prior.attr_names, prior.attr_kinds, columns)
+    dist[name] = {"mmd2": float(mmd2), "kid": float(kid[0]),
+                  "kid_std": float(kid[1])}
   return stats, dist
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 8))
+def _measure(pipe, k_scene, k_kid, n, params, pools, feat_params, reference,
+             source):
+  scene = pipe.sample(k_scene, n, pools, params, source)
+  grammar = pipe.target if source == "target" else pipe.prior
+  feats = pipe.feature_fn(feat_params,
+                          pipe.render(scene, pools, grammar).image)
+  return (scene, reference.mmd2(feats),
+          features_lib.kid(k_kid, feats, reference.feats))
 
 
 def _write_pictures(config, pipe, params, pools, seed, test, curves, workdir):

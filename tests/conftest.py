@@ -1,0 +1,56 @@
+"""Shared fixtures: a small digit grammar and pools made in the test."""
+
+import numpy as np
+import pytest
+
+from metasim_jax.grammar import compile_grammar
+from metasim_jax.types import TexturePool
+
+
+def digit_grammar_dict(size=32, yaw_mean=0.0):
+  return {
+      "root": "scene",
+      "classes": {
+          "scene": {"children": [["background", 1], ["digit", 1]]},
+          "background": {"render": "fill", "color": [0.0],
+                         "semantic": "background"},
+          "digit": {
+              "render": "texture", "pool": "digits", "semantic": "digit",
+              "attributes": {
+                  "class": {"kind": "categorical", "num": 3,
+                            "dist": {"type": "categorical"}},
+                  "texture": {"kind": "index", "dist": {"type": "pool"}},
+                  "x": {"kind": "continuous", "range": [0.0, float(size)],
+                        "mutable": True,
+                        "dist": {"type": "gaussian", "mean": size / 2,
+                                 "std": 1.0}},
+                  "y": {"kind": "continuous", "range": [0.0, float(size)],
+                        "mutable": True,
+                        "dist": {"type": "uniform", "low": size / 2 - 2,
+                                 "high": size / 2 + 2}},
+                  "yaw": {"kind": "angle", "mutable": True,
+                          "dist": {"type": "gaussian", "mean": yaw_mean,
+                                   "std": 10.0}},
+                  "scale": {"kind": "continuous", "range": [0.5, 2.0],
+                            "dist": {"type": "deterministic", "value": 1.0}},
+              },
+          },
+      },
+  }
+
+
+def random_pool(seed=0, num=12, size=8, labels=3):
+  rng = np.random.default_rng(seed)
+  grey = rng.uniform(0, 1, (num, size, size)).astype(np.float32)
+  return TexturePool.create(np.stack([grey, grey], -1),
+                            np.arange(num) % labels, num_labels=labels)
+
+
+@pytest.fixture
+def grammar():
+  return compile_grammar(digit_grammar_dict())
+
+
+@pytest.fixture
+def pools():
+  return {"digits": random_pool()}
