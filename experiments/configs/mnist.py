@@ -114,8 +114,8 @@ def get_config(arg: str = "rot") -> ml_collections.ConfigDict:
   # close to the 32x32 one (XLA's CPU convolutions are slow).
   c.tasknet = {"name": "small_cnn",
                "kwargs": {"conv_strides": (1, 1) if size == 32 else (2, 1)}}
-  c.eval = {"train_steps": 1500, "batch_size": 64, "lr": 1e-3,
-            "probe_steps": 300, "num_scenes": 1000}
+  c.eval = {"train_steps": 2000, "batch_size": 64, "lr": 2e-3,
+            "probe_steps": 300, "probe_every": 100, "num_scenes": 1000}
   c.success = {"attribute_tolerance": {"yaw": 5.0, "x": 1.0, "y": 1.0}}
 
   if "task_only" in options:
@@ -137,7 +137,7 @@ def get_config(arg: str = "rot") -> ml_collections.ConfigDict:
     c.task.inner_steps = 2
     c.task.inner_batch = 8
     c.eval = {"train_steps": 2, "batch_size": 8, "lr": 1e-3,
-              "probe_steps": 2, "num_scenes": 16}
+              "probe_steps": 2, "probe_every": 1, "num_scenes": 16}
     c.log_every = 1
   c.grammar = copy.deepcopy(c.grammar)
   return c

@@ -25,6 +25,7 @@ def polynomial_mmd2(x: jax.Array, y: jax.Array) -> jax.Array:
 def kid(key: jax.Array, x: jax.Array, y: jax.Array, num_subsets: int = 100,
         subset_size: int = 1000) -> tuple[jax.Array, jax.Array]:
   """(mean, std) of KID over ``num_subsets`` random subsets."""
+  x, y = jnp.asarray(x), jnp.asarray(y)
   size = min(subset_size, x.shape[0], y.shape[0])
   if size < 2:
     raise ValueError(f"KID needs at least 2 samples per set, got "

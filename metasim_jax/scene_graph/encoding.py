@@ -121,6 +121,7 @@ def apply_head(head: jax.Array, attrs: jax.Array, grammar: Grammar
   """Transformer head [B, N, H] -> (new attrs [B, N, A], logits by column).
 
   Only attributes marked mutable change; all others are copied exactly.
+  Logits are returned for categorical columns that are mutable somewhere.
   """
   lay = layout(grammar)
   cols, logits = [], {}
@@ -136,7 +137,8 @@ def apply_head(head: jax.Array, attrs: jax.Array, grammar: Grammar
       k = int(grammar.num_cats[j])
       lg = head[..., start:start + width] + CATEGORY_PRIOR_LOGIT * (
           jax.nn.one_hot(x.astype(jnp.int32), k))
-      logits[j] = lg
+      if grammar.mutable[:, j].any():
+        logits[j] = lg
       v = jnp.argmax(lg, -1).astype(jnp.float32)
     else:
       v = x

@@ -139,7 +139,11 @@ class Pipeline:
                                 data.labels)
 
 
-def adam(lr: float, clip: float = 1.0) -> optax.GradientTransformation:
+def adam(lr: float, clip: float = 1.0, decay_steps: int | None = None
+         ) -> optax.GradientTransformation:
+  """Adam with global-norm clipping; cosine decay to 0 over decay_steps."""
+  if decay_steps:
+    lr = optax.cosine_decay_schedule(lr, decay_steps)
   return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr))
 
 
@@ -229,7 +233,7 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
     key = jax.random.fold_in(state.key, state.step)
     k_scene, k_noise, k_task, k_mmd = jax.random.split(key, 4)
     if fixed_task_init:  # common random numbers across meta-epochs
-      k_task = jax.random.fold_in(state.key, -1)
+      k_task = jax.random.fold_in(state.key, 2**31 - 1)
     params = jax.tree.map(lambda x: x[0], state.params)
     opt_state = jax.tree.map(lambda x: x[0], state.opt_state)
 

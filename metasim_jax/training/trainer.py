@@ -136,7 +136,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   tx = pl.adam(config.mmd.lr)
   pre_tx = pl.adam(config.pretrain.lr)
   task_tx = pl.adam(config.task.lr)
-  eval_tx = pl.adam(config.eval.lr)
+  eval_tx = pl.adam(config.eval.lr, decay_steps=config.eval.train_steps)
+  probe_tx = pl.adam(config.eval.lr, decay_steps=config.eval.probe_steps)
   pretrain_step = pl.make_pretrain_step(pipe, pre_tx, config.pretrain.batch_size)
   mmd_step = pl.make_mmd_step(pipe, tx)
   mmd_eval = pl.make_mmd_eval(pipe, config.mmd.select_batch)
@@ -151,7 +152,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         mmd_weight=config.mmd.weight if config.task.with_mmd else 0.0,
         baseline_decay=config.task.baseline_decay,
         reward=config.task.reward, fixed_task_init=config.task.fixed_init)
-  probe = pl.make_train_and_score(pipe, eval_tx, steps=config.eval.probe_steps,
+  probe = pl.make_train_and_score(pipe, probe_tx, steps=config.eval.probe_steps,
                                   batch=config.eval.batch_size,
                                   source="metasim")
   final = {s: pl.make_train_and_score(pipe, eval_tx,
@@ -177,8 +178,8 @@ def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
               workdir) -> dict[str, Any]:
   t0 = time.perf_counter()
   root = jax.random.key(seed)
-  (k_init, k_pre, k_starts, k_mmd, k_task, k_eval, k_select,
-   k_stats) = jax.random.split(root, 8)
+  (k_init, k_pre, k_starts, k_mmd, k_task, k_eval, k_select, k_stats,
+   k_probe) = jax.random.split(root, 9)
   curves: dict[str, dict[str, list]] = {"MMD^2 (train batch)": {},
                                         "probe accuracy on V": {},
                                         "task reward on V": {}}
@@ -216,6 +217,15 @@ def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
             (i + 1, float(mmd[k])))
       prog.log(i, {"mmd2_best": float(mmd.min()),
                    "best_start": float(mmd.argmin())})
+    if config.eval.probe_every and (i + 1) % config.eval.probe_every == 0:
+      # Task accuracy on V of the start that currently matches best.
+      k = int(np.argmin(np.asarray(m["mmd2"])))
+      acc = probe(k_probe, jax.tree.map(lambda x: x[k], state.params), pools,
+                  val)["accuracy"]
+      curves["probe accuracy on V"].setdefault("Meta-Sim (MMD)", []).append(
+          (i + 1, float(acc)))
+      logging.info("[mmd] step %d probe: task accuracy on V %.4f (start %d)",
+                   i + 1, float(acc), k)
   selection = np.asarray(mmd_eval(state.params, k_select, pools, feat_params,
                                   target_mmd))
   best = int(np.argmin(selection))

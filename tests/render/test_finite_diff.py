@@ -9,10 +9,11 @@ from metasim_jax.render import with_gradient
 from metasim_jax.types import TexturePool
 
 
-def _smooth_pool(size=16):
+def _smooth_pool(size=28):
+  """A wide, anisotropic blob: bilinear sampling of it is nearly C^1."""
   ys, xs = np.mgrid[:size, :size] + 0.5
   c = size / 2
-  blob = np.exp(-((xs - c) ** 2 / 10.0 + (ys - c - 2) ** 2 / 4.0))
+  blob = np.exp(-((xs - c) ** 2 / 50.0 + (ys - c - 2) ** 2 / 18.0))
   blob = blob.astype(np.float32) * 0.9
   return TexturePool.create(np.stack([blob, blob], -1)[None], np.zeros(1), 1)
 
@@ -24,8 +25,12 @@ def setup(grammar):
   s = s.replace(attrs=s.attrs.at[:, :, grammar.col("texture")].set(0.0))
   fn = lambda attrs, mask: render_image(attrs, mask, grammar, pools,
                                         Canvas(32, 32))
-  w = jax.random.normal(jax.random.key(1), (6, 32, 32, 1))
-  return s, fn, w
+  # A smooth upstream gradient (as from blurred features): with white noise
+  # the texel-crossing kinks of bilinear sampling would dominate.
+  ys, xs = np.mgrid[:32, :32] / 32.0
+  phase = np.arange(6)[:, None, None]
+  w = np.cos(3 * xs + phase) + np.sin(2 * ys - phase)
+  return s, fn, jnp.asarray(w[..., None], jnp.float32)
 
 
 def test_finite_differences_match_autodiff_on_a_smooth_image(grammar, setup):
@@ -37,7 +42,7 @@ def test_finite_differences_match_autodiff_on_a_smooth_image(grammar, setup):
   mutable = grammar.fd_step > 0
   assert float(jnp.abs(exact[:, mutable]).max()) > 1.0  # a real gradient
   np.testing.assert_allclose(fd[:, mutable], exact[:, mutable], rtol=0.02,
-                             atol=0.02)
+                             atol=0.02 * float(jnp.abs(exact).max()))
   np.testing.assert_array_equal(fd[:, ~mutable], 0.0)
 
 

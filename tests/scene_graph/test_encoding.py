@@ -18,10 +18,12 @@ def test_round_trip(grammar, pools):
 def test_angles_have_no_seam(grammar, pools):
   s = sample(jax.random.key(0), grammar, 2, pools)
   j, d = grammar.col("yaw"), grammar.slot("scene/digit[0]")
-  a = s.attrs.at[:, d, j].set(jnp.array([179.9, -179.9]))
+  a = jnp.stack([s.attrs[0], s.attrs[0]])
+  a = a.at[:, d, j].set(jnp.array([179.9, -179.9]))
   f = encoding.encode(a, grammar)
   # +-179.9 degrees are 0.2 degrees apart, so their encodings are close.
   assert float(jnp.abs(f[0, d] - f[1, d]).max()) < 0.01
+  # A naive (x - low) / (high - low) code would put them at 0 and 1.
 
 
 def test_zero_head_is_identity(grammar, pools):

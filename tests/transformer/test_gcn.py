@@ -1,0 +1,78 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metasim_jax import transformer
+from metasim_jax.grammar import compile_grammar, sample
+from metasim_jax.scene_graph import to_graphs_tuple
+from tests.conftest import digit_grammar_dict
+
+
+def _model(grammar, pools, seed=0):
+  s = sample(jax.random.key(seed), grammar, 4, pools)
+  model = transformer.build(grammar, hidden=16)
+  params = transformer.init(jax.random.key(seed + 1), model, grammar, s)
+  # Large random head so every mutable attribute really changes.
+  params = jax.tree.map(lambda x: x * 50.0, params)
+  return s, model, params
+
+
+def test_only_mutable_attributes_change(grammar, pools):
+  s, model, params = _model(grammar, pools)
+  new, _ = transformer.transform(params, model, grammar, s)
+  changed = np.abs(np.asarray(new.attrs - s.attrs)) > 1e-3
+  assert changed[:, grammar.mutable].all()
+  np.testing.assert_array_equal(np.asarray(new.attrs)[:, ~grammar.mutable],
+                                np.asarray(s.attrs)[:, ~grammar.mutable])
+  np.testing.assert_array_equal(new.node_mask, s.node_mask)
+
+
+def test_separate_top_down_bottom_up_and_self_weights(grammar, pools):
+  s, model, params = _model(grammar, pools)
+  layer = params["encoder_0"]
+  assert set(layer) == {"self", "top_down", "bottom_up"}
+  k = [layer[n]["kernel"] for n in ("self", "top_down", "bottom_up")]
+  assert not np.allclose(k[0], k[1]) and not np.allclose(k[1], k[2])
+
+
+def test_jit_and_eager_agree(grammar, pools):
+  s, model, params = _model(grammar, pools)
+  eager, _ = transformer.transform(params, model, grammar, s)
+  jitted, _ = jax.jit(transformer.transform, static_argnums=(1, 2))(
+      params, model, grammar, s)
+  chex.assert_trees_all_close(eager.attrs, jitted.attrs, atol=1e-4)
+
+
+def test_inactive_slots_do_not_affect_active_nodes(pools):
+  """Extra (masked) instances leave the outputs of real nodes unchanged."""
+  g = digit_grammar_dict()
+  g["classes"]["scene"]["children"] = [["background", 1], ["digit", [1, 3]]]
+  grammar = compile_grammar(g)
+  s = sample(jax.random.key(0), grammar, 4, pools)
+  model = transformer.build(grammar, hidden=16)
+  params = jax.tree.map(lambda x: x * 20.0,
+                        transformer.init(jax.random.key(1), model, grammar, s))
+  mask = s.node_mask.at[:, 3:].set(False)
+  a = s.replace(node_mask=mask)
+  # Change the attributes of the inactive slots: outputs of active ones stay.
+  b = a.replace(attrs=a.attrs.at[:, 3:].add(7.0))
+  out_a, _ = transformer.transform(params, model, grammar, a)
+  out_b, _ = transformer.transform(params, model, grammar, b)
+  np.testing.assert_allclose(out_a.attrs[:, :3], out_b.attrs[:, :3],
+                             atol=1e-5)
+
+
+def test_messages_flow_between_parent_and_child(grammar, pools):
+  """Changing the parent's features changes the child's output."""
+  s, model, params = _model(grammar, pools)
+  g = to_graphs_tuple(s, grammar)
+  out = model.apply({"params": params}, g)
+  feats = g.nodes["features"].at[0].add(1.0)  # node 0 = scene root
+  out2 = model.apply({"params": params},
+                     g._replace(nodes={**g.nodes, "features": feats}))
+  d = grammar.slot("scene/digit[0]")
+  assert float(jnp.abs(out[d] - out2[d]).max()) > 0
+  # ... but not a node of another scene in the batch.
+  n = grammar.num_slots
+  np.testing.assert_array_equal(out[n:], out2[n:])
