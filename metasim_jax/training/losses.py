@@ -81,6 +81,34 @@ def gaussian_log_prob(sample: jax.Array, mean: SceneGraph, sigma: np.ndarray,
   return jnp.sum(jnp.where(on, lp, 0.0), (1, 2))
 
 
+def shared_gaussian_sample(key: jax.Array, mean: SceneGraph,
+                           sigma: np.ndarray, grammar: Grammar) -> SceneGraph:
+  """One offset ~ N(0, sigma) per attribute column, shared by all scenes."""
+  col_sigma = sigma.max(0)  # [A]
+  offset = col_sigma * jax.random.normal(key, col_sigma.shape)
+  x = mean.attrs + offset
+  x = jnp.where(_angle_cols(grammar), wrap_angle(x), x)
+  return mean.replace(attrs=jnp.where(sigma > 0, x, mean.attrs))
+
+
+def shared_gaussian_log_prob(sample: jax.Array, mean: SceneGraph,
+                             sigma: np.ndarray, grammar: Grammar
+                             ) -> jax.Array:
+  """log N(offset | 0, sigma) of the shared offset, estimated per column as
+  the mean of (sample - mean) over the scenes; broadcast to [B]."""
+  diff = sample - mean.attrs
+  diff = jnp.where(_angle_cols(grammar), wrap_angle(diff), diff)
+  on = (sigma > 0) & mean.node_mask[..., None]
+  offset = jnp.sum(jnp.where(on, diff, 0.0), (0, 1)) / jnp.maximum(
+      on.sum((0, 1)), 1)
+  col_sigma = sigma.max(0)
+  used = col_sigma > 0
+  s = np.where(used, col_sigma, 1.0)
+  lp = -0.5 * (offset / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi)
+  return jnp.broadcast_to(jnp.sum(jnp.where(used, lp, 0.0)),
+                          sample.shape[:1])
+
+
 def reinforce_surrogate(log_prob: jax.Array, reward: jax.Array,
                         baseline: jax.Array) -> jax.Array:
   """Score-function surrogate: its gradient is -(R - b) grad log p."""

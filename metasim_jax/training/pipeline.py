@@ -218,11 +218,19 @@ def make_mmd_eval(pipe: Pipeline, batch: int):
 def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
                    inner_steps: int, inner_batch: int, task_weight: float,
                    mmd_weight: float, baseline_decay: float, reward: str,
-                   fixed_task_init: bool):
+                   fixed_task_init: bool, noise: str = "per_scene"):
   """Algorithm 1 (+ optional MMD term) as one jitted step, K = 1 start.
 
-  (state, pools, feat_params, target, val) -> (state, metrics).
+  ``noise="per_scene"`` is the paper's Algorithm 1: every mutable attribute
+  of every scene gets its own Gaussian noise and log p is summed over them.
+  ``"per_dataset"`` (ours) draws one shared offset per attribute for the
+  whole dataset, so the reward sees a whole-distribution perturbation; log p
+  is that of the shared offset.  (state, pools, feat_params, target, val)
+  -> (state, metrics).
   """
+  if noise not in ("per_scene", "per_dataset"):
+    raise ValueError(f"unknown task noise {noise!r}; valid: per_scene, "
+                     "per_dataset")
   if pipe.task_sigma is None:
     raise ValueError("task_step needs Pipeline.task_sigma")
   sigma = pipe.task_sigma
@@ -239,7 +247,10 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
 
     scene = grammar_lib.sample(k_scene, pipe.prior, num_scenes, pools)
     mean = pipe.transform(params, scene)
-    drawn = losses.gaussian_sample(k_noise, mean, sigma, pipe.prior)
+    if noise == "per_scene":
+      drawn = losses.gaussian_sample(k_noise, mean, sigma, pipe.prior)
+    else:
+      drawn = losses.shared_gaussian_sample(k_noise, mean, sigma, pipe.prior)
     images = pipe.render(drawn, pools).image
     labels = pipe.labels(drawn)
 
@@ -252,9 +263,12 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
     r = scores["accuracy"] if reward == "accuracy" else -scores["loss"]
     b = jnp.where(state.has_baseline[0], state.baseline[0], r)
 
+    log_prob = (losses.gaussian_log_prob if noise == "per_scene"
+                else losses.shared_gaussian_log_prob)
+
     def surrogate(p):
-      logp = losses.gaussian_log_prob(drawn.attrs, pipe.transform(p, scene),
-                                      sigma, pipe.prior)
+      logp = log_prob(drawn.attrs, pipe.transform(p, scene), sigma,
+                      pipe.prior)
       return jnp.mean(losses.reinforce_surrogate(logp, r, b))
 
     loss, grads = jax.value_and_grad(surrogate)(params)

@@ -151,7 +151,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         task_weight=config.task.weight,
         mmd_weight=config.mmd.weight if config.task.with_mmd else 0.0,
         baseline_decay=config.task.baseline_decay,
-        reward=config.task.reward, fixed_task_init=config.task.fixed_init)
+        reward=config.task.reward, fixed_task_init=config.task.fixed_init,
+        noise=config.task.noise)
   probe = pl.make_train_and_score(pipe, probe_tx, steps=config.eval.probe_steps,
                                   batch=config.eval.batch_size,
                                   source="metasim")
@@ -219,7 +220,8 @@ def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
                    "best_start": float(mmd.argmin())})
     if config.eval.probe_every and (i + 1) % config.eval.probe_every == 0:
       # Task accuracy on V of the start that currently matches best.
-      k = int(np.argmin(np.asarray(m["mmd2"])))
+      k = int(np.argmin(np.asarray(mmd_eval(
+          state.params, k_select, pools, feat_params, target_mmd))))
       acc = probe(k_probe, jax.tree.map(lambda x: x[k], state.params), pools,
                   val)["accuracy"]
       curves["probe accuracy on V"].setdefault("Meta-Sim (MMD)", []).append(

@@ -1,0 +1,53 @@
+"""Shared set-up for the benchmarks: the MNIST problem of a config."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+from experiments.configs import mnist as mnist_config
+from metasim_jax import grammar as grammar_lib
+from metasim_jax import transformer as transformer_lib
+from metasim_jax.data import mnist
+from metasim_jax.features import MMDTarget
+from metasim_jax.training import trainer
+
+
+def problem(variant: str = "rot", **overrides):
+  """(config, pipe, feat_params, pools, params, real images)."""
+  config = mnist_config.get_config(variant)
+  for k, v in overrides.items():
+    node = config
+    *path, last = k.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = v
+  pipe, feat_params = trainer.build_pipeline(config)
+  images, labels = mnist.load_digits()
+  parts = mnist.split(images, labels, dict(config.splits), config.data_seed)
+  pools = {"digits": mnist.texture_pool(*parts["grammar"])}
+  scene = grammar_lib.sample(jax.random.key(0), pipe.prior, 2, pools)
+  params = transformer_lib.init(jax.random.key(1), pipe.transformer,
+                                pipe.prior, scene)
+  real = trainer._target_set(jax.random.key(2), pipe, "digits",
+                             mnist.texture_pool(*parts["real"]))
+  return config, pipe, feat_params, pools, params, real
+
+
+def mmd_target(pipe, feat_params, real, n: int, bandwidths) -> MMDTarget:
+  return MMDTarget.create(pipe.feature_fn(feat_params, real.images[:n]),
+                          bandwidths)
+
+
+def timeit(fn, *args, repeats: int = 20, warmup: int = 2) -> float:
+  """Median seconds per call after warm-up (compilation excluded)."""
+  for _ in range(warmup):
+    jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t)
+  return float(np.median(times))
