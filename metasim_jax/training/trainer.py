@@ -209,25 +209,33 @@ def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
   prog = Progress("mmd", mmd_steps, config.log_every)
   t_mmd = time.perf_counter()
   time_to_target = None
+  def run_probe(step: int):
+    # Task accuracy on V of the start that currently matches best.
+    k = int(np.argmin(np.asarray(mmd_eval(state.params, k_select, pools,
+                                          feat_params, target_mmd))))
+    acc = probe(k_probe, jax.tree.map(lambda x: x[k], state.params), pools,
+                val)["accuracy"]
+    curves["probe accuracy on V"].setdefault("Meta-Sim (MMD)", []).append(
+        (step, float(acc)))
+    logging.info("[mmd] step %d probe: task accuracy on V %.4f (start %d)",
+                 step, float(acc), k)
+
+  probe_every = config.eval.probe_every if mmd_steps else 0
+  if probe_every:
+    run_probe(0)
   for i in range(mmd_steps):
     state, m = mmd_step(state, pools, feat_params, target_mmd)
-    if (i + 1) % config.log_every == 0 or i + 1 == mmd_steps:
+    if i == 0 or (i + 1) % config.curve_every == 0:
       mmd = np.asarray(m["mmd2"])
       for k in range(starts):
         curves["MMD^2 (train batch)"].setdefault(f"start {k}", []).append(
             (i + 1, float(mmd[k])))
+    if (i + 1) % config.log_every == 0 or i + 1 == mmd_steps:
+      mmd = np.asarray(m["mmd2"])
       prog.log(i, {"mmd2_best": float(mmd.min()),
                    "best_start": float(mmd.argmin())})
-    if config.eval.probe_every and (i + 1) % config.eval.probe_every == 0:
-      # Task accuracy on V of the start that currently matches best.
-      k = int(np.argmin(np.asarray(mmd_eval(
-          state.params, k_select, pools, feat_params, target_mmd))))
-      acc = probe(k_probe, jax.tree.map(lambda x: x[k], state.params), pools,
-                  val)["accuracy"]
-      curves["probe accuracy on V"].setdefault("Meta-Sim (MMD)", []).append(
-          (i + 1, float(acc)))
-      logging.info("[mmd] step %d probe: task accuracy on V %.4f (start %d)",
-                   i + 1, float(acc), k)
+    if probe_every and (i + 1) % probe_every == 0:
+      run_probe(i + 1)
   selection = np.asarray(mmd_eval(state.params, k_select, pools, feat_params,
                                   target_mmd))
   best = int(np.argmin(selection))
@@ -333,7 +341,9 @@ def _write_pictures(config, pipe, params, pools, seed, test, curves, workdir):
   moved = pipe.transform(params, scene)
   rows = [("input (prior)", pipe.render(scene, pools).image),
           ("Meta-Sim", pipe.render(moved, pools).image),
-          ("target", test.images[:10])]
+          # The target set is sorted by label: show one of each class.
+          ("target", test.images[np.linspace(0, len(test.labels) - 1, 10)
+                                 .astype(int)])]
   report.save_grid(f"{workdir}/grid_seed{seed}.png",
                    [(t, np.asarray(x)) for t, x in rows])
   report.save_curves(f"{workdir}/curves_seed{seed}.png", curves,
