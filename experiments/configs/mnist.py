@@ -57,7 +57,7 @@ def get_config(arg: str = "rot") -> ml_collections.ConfigDict:
   unknown = set(options) - {"smoke", "task_only", "both", "shared_noise"}
   if unknown:
     raise ValueError(f"unknown options {sorted(unknown)}; valid: smoke, "
-                     "task_only, both")
+                     "task_only, both, shared_noise")
   size = 32 if variant == "rot" else 64
   c = ml_collections.ConfigDict()
   c.name = f"mnist_{variant}" + "".join(f"_{o}" for o in options)
@@ -126,6 +126,7 @@ def get_config(arg: str = "rot") -> ml_collections.ConfigDict:
     c.mmd.weight = 0.0
     c.task.weight = 1.0
     c.task.steps = 150
+    c.task.gen_lr = 1e-2
     c.task.with_mmd = False
   if "shared_noise" in options:
     c.task.noise = "per_dataset"
