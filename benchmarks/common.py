@@ -16,7 +16,7 @@ from metasim_jax.training import trainer
 
 
 def problem(variant: str = "rot", **overrides):
-  """(config, pipe, feat_params, pools, params, real images)."""
+  """(config, pipe, feat_params, pools, params, X_R set, V set)."""
   config = mnist_config.get_config(variant)
   for k, v in overrides.items():
     node = config
@@ -25,7 +25,7 @@ def problem(variant: str = "rot", **overrides):
       node = node[p]
     node[last] = v
   pipe, feat_params = trainer.build_pipeline(config)
-  images, labels = mnist.load_digits()
+  images, labels = mnist.load_digits(config.digits, config.data_dir or None)
   parts = mnist.split(images, labels, dict(config.splits), config.data_seed)
   pools = {"digits": mnist.texture_pool(*parts["grammar"])}
   scene = grammar_lib.sample(jax.random.key(0), pipe.prior, 2, pools)
@@ -33,7 +33,9 @@ def problem(variant: str = "rot", **overrides):
                                 pipe.prior, scene)
   real = trainer._target_set(jax.random.key(2), pipe, "digits",
                              mnist.texture_pool(*parts["real"]))
-  return config, pipe, feat_params, pools, params, real
+  val = trainer._target_set(jax.random.key(3), pipe, "digits",
+                            mnist.texture_pool(*parts["val"]))
+  return config, pipe, feat_params, pools, params, real, val
 
 
 def mmd_target(pipe, feat_params, real, n: int, bandwidths) -> MMDTarget:

@@ -8,17 +8,13 @@ the REINFORCE update.
 import jax
 
 from benchmarks.common import mmd_target, problem, timeit
-from metasim_jax.data import mnist
 from metasim_jax.training import pipeline as pl
-from metasim_jax.training import trainer
 
 
 def main():
-  config, pipe, feat_params, pools, params, real = problem(
+  config, pipe, feat_params, pools, params, real, val = problem(
       "rot", **{"task.weight": 1.0})
-  pipe, feat_params = trainer.build_pipeline(config)
   target = mmd_target(pipe, feat_params, real, 200, config.mmd.bandwidths)
-  val = real  # 250 labelled target images
   tx = pl.adam(config.task.gen_lr)
   for with_mmd in (False, True):
     step = pl.make_task_step(

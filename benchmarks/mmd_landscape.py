@@ -21,7 +21,7 @@ from metasim_jax.features import MMDTarget
 
 
 def main(out_dir: str = "results"):
-  config, pipe, _, pools, _, real = problem("rot")
+  config, pipe, _, pools, _, real, _ = problem("rot")
   yaw = pipe.prior.col("yaw")
   scene = grammar_lib.sample(jax.random.key(7), pipe.prior, 200, pools)
   angles = np.arange(0, 361, 5)

@@ -5,7 +5,6 @@ images, one start, finite differences and autodiff.
 """
 
 import jax
-import jax.numpy as jnp
 
 from benchmarks.common import mmd_target, problem, timeit
 from metasim_jax.training import pipeline as pl
@@ -14,7 +13,7 @@ from metasim_jax.training import pipeline as pl
 def main():
   for variant in ("rot", "rot_trans"):
     for grad in ("finite_diff", "autodiff"):
-      config, pipe, feat_params, pools, params, real = problem(
+      config, pipe, feat_params, pools, params, real, _ = problem(
           variant, **{"mmd.grad": grad})
       target = mmd_target(pipe, feat_params, real, 200, config.mmd.bandwidths)
       tx = pl.adam(config.mmd.lr)

@@ -11,7 +11,7 @@ from metasim_jax import grammar as grammar_lib
 
 def main():
   for variant in ("rot", "rot_trans"):
-    _, pipe, _, pools, _, _ = problem(variant)
+    _, pipe, _, pools, _, _, _ = problem(variant)
     batch = 1024
     sample = jax.jit(lambda k: grammar_lib.sample(k, pipe.prior, batch, pools))
     scene = sample(jax.random.key(0))

@@ -15,14 +15,13 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import mmd_target, problem  # noqa: E402
-from metasim_jax import grammar as grammar_lib  # noqa: E402
 from metasim_jax import transformer as transformer_lib  # noqa: E402
 from metasim_jax.training import pipeline as pl  # noqa: E402
 from metasim_jax.training import report, trainer  # noqa: E402
 
 
 def main():
-  config, pipe, feat_params, pools, params, real = problem("rot")
+  config, pipe, feat_params, pools, params, real, _ = problem("rot")
   target = mmd_target(pipe, feat_params, real, 250, config.mmd.bandwidths)
   t_setup = time.perf_counter() - T0
   pre = pl.make_pretrain_step(pipe, pl.adam(config.pretrain.lr),

@@ -14,8 +14,6 @@ change it from a flag, e.g. ``--config.target.classes.digit.attributes.yaw.
 dist.mean=180``, with no code change.
 """
 
-import copy
-
 import ml_collections
 
 
@@ -147,5 +145,4 @@ def get_config(arg: str = "rot") -> ml_collections.ConfigDict:
     c.eval = {"train_steps": 2, "batch_size": 8, "lr": 1e-3,
               "probe_steps": 2, "probe_every": 1, "num_scenes": 16}
     c.log_every = 1
-  c.grammar = copy.deepcopy(c.grammar)
   return c

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import jax
@@ -28,14 +27,9 @@ def create(name: str, *, levels: int = 4, sigma: float = 1.0,
                        "(see docs/inception_weights.md)")
     from metasim_jax.features import inception
     variables = inception.load_params(inception_weights, inception_layer)
-    model = inception.InceptionV3(output_layer=inception_layer,
-                                  resize=inception_resize)
-    return variables, functools.partial(_apply, model)
+    return variables, inception.make_feature_fn(inception_layer,
+                                                inception_resize)
   raise ValueError(f"unknown features {name!r}; valid: {NAMES}")
-
-
-def _apply(model, variables, images):
-  return model.apply(variables, images)
 
 
 __all__ = ["MMDTarget", "NAMES", "create", "kid", "mmd2", "polynomial_mmd2",

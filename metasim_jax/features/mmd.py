@@ -24,7 +24,7 @@ def sq_dists(x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def gaussian_kernel(d2: jax.Array, bandwidths: jax.Array) -> jax.Array:
-  """Sum over bandwidths s of exp(-d2 / (2 s^2)), averaged."""
+  """Mean over bandwidths s of exp(-d2 / (2 s^2))."""
   return jnp.mean(jnp.exp(-d2[..., None] / (2.0 * bandwidths ** 2)), -1)
 
 
@@ -68,7 +68,14 @@ class MMDTarget:
              bandwidth_multipliers: Sequence[float] = (0.5, 1.0, 2.0, 4.0)
              ) -> "MMDTarget":
     feats = jnp.asarray(feats, jnp.float32)
-    bw = median_distance(feats) * jnp.asarray(bandwidth_multipliers,
+    if feats.shape[0] < 2:
+      raise ValueError(f"MMD needs at least 2 target samples, got "
+                       f"{feats.shape[0]}")
+    median = float(median_distance(feats))
+    if not median > 0:
+      raise ValueError("target features are all identical (median distance "
+                       "0): MMD bandwidths would be 0")
+    bw = median * jnp.asarray(bandwidth_multipliers,
                                               jnp.float32)
     kyy = _offdiag_mean(gaussian_kernel(sq_dists(feats, feats), bw))
     return cls(feats=feats, bandwidths=bw, kyy=kyy)

@@ -70,8 +70,12 @@ def sample(key: jax.Array, grammar: spec_lib.Grammar, batch_size: int,
     slots = g.slots_of(cls_name)
     num_labels = pool.label_offsets.shape[0]
     if "class" in g.attr_names and g.has_attr[slots[0], g.col("class")]:
+      num_classes = int(g.num_cats[g.col("class")])
+      if num_classes > num_labels:
+        raise ValueError(
+            f"class {cls_name!r} has {num_classes} categories but texture "
+            f"pool {cls.pool!r} has textures for only {num_labels} labels")
       label = values[:, slots, g.col("class")].astype(jnp.int32)
-      label = jnp.clip(label, 0, num_labels - 1)
     else:
       label = jnp.zeros((batch_size, len(slots)), jnp.int32)
     uu = jax.random.uniform(k_pool, label.shape)

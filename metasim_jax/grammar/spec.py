@@ -273,13 +273,17 @@ def _parse_attr(name: str, d: Mapping[str, Any], where: str) -> AttrDef:
   _need(isinstance(mutable, bool), f"{where}.mutable", "expected a bool")
   _need(not (mutable and kind == "index"), f"{where}.mutable",
         "index attributes cannot be mutable")
-  default_step = {"continuous": 0.5, "angle": 2.0}.get(kind, 0.0)
+  if name == "scale":
+    _need(low > 0, f"{where}.range", "scale must stay > 0")
+  # 1 % of the range (continuous) or 2 degrees (angles) unless given.
+  default_step = {"continuous": 0.01 * (high - low),
+                  "angle": 2.0}.get(kind, 0.0)
   fd_step = _number(d.get("fd_step", default_step), f"{where}.fd_step")
   _need(fd_step >= 0, f"{where}.fd_step", "must be >= 0")
   return AttrDef(name, kind, dtype, params, low, high, num, mutable, fd_step)
 
 
-def _parse_class(name: str, d: Mapping[str, Any], names, pools_needed) -> ClassDef:
+def _parse_class(name: str, d: Mapping[str, Any], names) -> ClassDef:
   where = f"classes.{name}"
   _need(isinstance(d, Mapping), where, "expected a mapping")
   extra = set(d) - _CLASS_KEYS
@@ -306,9 +310,18 @@ def _parse_class(name: str, d: Mapping[str, Any], names, pools_needed) -> ClassD
             f"{where}.attributes.{a.name}.kind",
             f"the renderer reads {a.name!r}; it must be "
             f"{'angle' if a.name == 'yaw' else 'continuous'}")
-  color = tuple(_number(c, f"{where}.color") for c in d.get("color", (0.0,)))
+  color = d.get("color", (0.0,))
+  _need(isinstance(color, (list, tuple)) and color, f"{where}.color",
+        f"expected a list of channel values, got {color!r}")
+  color = tuple(_number(c, f"{where}.color") for c in color)
+  semantic = d.get("semantic")
+  _need(semantic is None or isinstance(semantic, str), f"{where}.semantic",
+        f"expected a name, got {semantic!r}")
+  children_raw = d.get("children", [])
+  _need(isinstance(children_raw, (list, tuple)), f"{where}.children",
+        "expected a list of [class, count]")
   children = []
-  for i, ch in enumerate(d.get("children", [])):
+  for i, ch in enumerate(children_raw):
     w = f"{where}.children[{i}]"
     _need(isinstance(ch, (list, tuple)) and len(ch) == 2, w,
           "expected [class, count]")
@@ -323,7 +336,7 @@ def _parse_class(name: str, d: Mapping[str, Any], names, pools_needed) -> ClassD
       lo, hi = count
     _need(0 <= lo <= hi and hi >= 1, w, f"bad count {count!r}")
     children.append((cls, lo, hi))
-  return ClassDef(name, render, pool, d.get("semantic"), color, attrs,
+  return ClassDef(name, render, pool, semantic, color, attrs,
                   tuple(children))
 
 
@@ -337,7 +350,7 @@ def compile_grammar(raw: Mapping[str, Any]) -> Grammar:
   _need(isinstance(classes_raw, Mapping) and classes_raw, "classes",
         "expected a non-empty mapping of class name -> definition")
   names = set(classes_raw)
-  classes = {n: _parse_class(n, d, names, None) for n, d in classes_raw.items()}
+  classes = {n: _parse_class(n, d, names) for n, d in classes_raw.items()}
   root = raw.get("root")
   _need(root in classes, "root", f"{root!r} is not a class; classes are "
         f"{sorted(names)}")
@@ -350,6 +363,7 @@ def compile_grammar(raw: Mapping[str, Any]) -> Grammar:
              lo: int, hi: int, stack: tuple[str, ...]):
     _need(cls not in stack, f"classes.{cls}.children",
           f"recursive grammar: {' -> '.join(stack + (cls,))}")
+    _need(len(slots) < 4096, "classes", "grammar expands to > 4096 slots")
     me = len(slots)
     slots.append(Slot(path, cls, parent, group, rank, lo, hi))
     for child, clo, chi in classes[cls].children:
@@ -360,7 +374,10 @@ def compile_grammar(raw: Mapping[str, Any]) -> Grammar:
                stack + (cls,))
 
   expand(root, -1, root, 0, 0, 1, 1, ())
-  _need(len(slots) <= 4096, "classes", "grammar expands to > 4096 slots")
+  reached = {s.cls for s in slots}
+  for name in classes:
+    _need(name in reached, f"classes.{name}",
+          f"not reachable from root {root!r}")
 
   # Global attribute columns; a name has one kind across classes.
   names_kinds: dict[str, str] = {}

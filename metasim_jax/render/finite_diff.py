@@ -16,7 +16,6 @@ zero gradient).
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import jax

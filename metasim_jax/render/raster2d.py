@@ -42,7 +42,7 @@ class Renders:
 
   Attributes:
     image: [B, H, W, C] float32 in [0, 1].
-    semantic: [B, H, W] int32 class id (see ``semantic_ids``), 0 = none.
+    semantic: [B, H, W] int32 class id (see ``semantic_names``), 0 = none.
     instance: [B, H, W] int32 slot index of the top-most node, -1 = none.
     boxes: [B, N, 4] float32 (x0, y0, x1, y1) pixels, per slot.
     box_mask: [B, N] bool, the slot exists and is drawn.
@@ -86,7 +86,7 @@ def world_transforms(attrs: jax.Array, grammar: Grammar
   """
   x, y = _geometry(attrs, grammar, "x"), _geometry(attrs, grammar, "y")
   yaw = jnp.deg2rad(_geometry(attrs, grammar, "yaw"))
-  s = _geometry(attrs, grammar, "scale")
+  s = jnp.maximum(_geometry(attrs, grammar, "scale"), 1e-3)
   c, sn = jnp.cos(yaw) * s, jnp.sin(yaw) * s
   # Counter-clockwise on screen with y pointing down.
   m_local = jnp.stack([jnp.stack([c, sn], -1), jnp.stack([-sn, c], -1)], -2)
@@ -186,6 +186,10 @@ def render(scene: SceneGraph, grammar: Grammar,
         layers[int(i)] = jnp.broadcast_to(fill, (b, hh, ww, ch + 1))
       boxes = boxes.at[:, slots].set(jnp.array([0.0, 0.0, ww, hh]))
     elif cls.render == "texture":
+      if cls.pool not in pools:
+        raise KeyError(f"class {name!r} draws from texture pool "
+                       f"{cls.pool!r}, which was not given; pools: "
+                       f"{sorted(pools)}")
       pool = pools[cls.pool]
       if pool.images.shape[-1] != ch + 1:
         raise ValueError(f"pool {cls.pool!r} has {pool.images.shape[-1]} "

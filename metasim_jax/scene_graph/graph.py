@@ -36,9 +36,3 @@ def to_graphs_tuple(scene: SceneGraph, grammar: Grammar) -> jraph.GraphsTuple:
       n_edge=jnp.full((b,), e, jnp.int32),
       globals=None)
 
-
-def node_values(graph: jraph.GraphsTuple, batch_size: int) -> jax.Array:
-  """Per-node array [B * N, ...] of a GraphsTuple -> [B, N, ...]."""
-  x = graph.nodes if not isinstance(graph.nodes, dict) else graph.nodes[
-      "features"]
-  return x.reshape((batch_size, -1) + x.shape[1:])

@@ -95,7 +95,12 @@ def shared_gaussian_log_prob(sample: jax.Array, mean: SceneGraph,
                              sigma: np.ndarray, grammar: Grammar
                              ) -> jax.Array:
   """log N(offset | 0, sigma) of the shared offset, estimated per column as
-  the mean of (sample - mean) over the scenes; broadcast to [B]."""
+  the mean of (sample - mean) over the scenes; broadcast to [B].
+
+  The score is exact when G_theta moves every scene's mean by one common
+  offset (the global shifts of the MNIST targets); otherwise it is a biased
+  approximation.
+  """
   diff = sample - mean.attrs
   diff = jnp.where(_angle_cols(grammar), wrap_angle(diff), diff)
   on = (sigma > 0) & mean.node_mask[..., None]

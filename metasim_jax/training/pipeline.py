@@ -98,8 +98,11 @@ class Pipeline:
     if source == "prior":
       return scene
     if source == "metasim":
+      if params is None:
+        raise ValueError("source 'metasim' needs transformer params")
       return self.transform(params, scene)
-    raise ValueError(f"unknown source {source!r}")
+    raise ValueError(f"unknown source {source!r}; valid: prior, metasim, "
+                     "target")
 
   def render(self, scene: SceneGraph, pools: Pools,
              grammar: Grammar | None = None) -> render_lib.Renders:
@@ -175,12 +178,18 @@ def make_pretrain_step(pipe: Pipeline, tx, batch: int):
   return step
 
 
+def _check_batch(n: int, what: str):
+  if n < 2:
+    raise ValueError(f"{what} must be >= 2 for the unbiased MMD, got {n}")
+
+
 def make_mmd_step(pipe: Pipeline, tx):
   """(state, pools, feat_params, target) -> (state, metrics); one jit.
 
   Every start sees the same scenes (common random numbers), so their MMDs
   are comparable.
   """
+  _check_batch(pipe.mmd_batch, "mmd.batch_size")
 
   @functools.partial(jax.jit, donate_argnums=0)
   def step(state: MetaSimState, pools, feat_params, target: MMDTarget):
@@ -203,6 +212,7 @@ def make_mmd_step(pipe: Pipeline, tx):
 
 def make_mmd_eval(pipe: Pipeline, batch: int):
   """MMD^2 of each start on a fresh batch: (params_k, key, ...) -> [K]."""
+  _check_batch(batch, "mmd.select_batch")
 
   @jax.jit
   def evaluate(params_k, key, pools, feat_params, target: MMDTarget):
@@ -222,12 +232,17 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
   """Algorithm 1 (+ optional MMD term) as one jitted step, K = 1 start.
 
   ``noise="per_scene"`` is the paper's Algorithm 1: every mutable attribute
-  of every scene gets its own Gaussian noise and log p is summed over them.
+  of every scene gets its own Gaussian noise and log p is summed over the
+  attributes; the surrogate averages over scenes (so ``task_weight`` is per
+  scene and does not scale with ``num_scenes``).
   ``"per_dataset"`` (ours) draws one shared offset per attribute for the
   whole dataset, so the reward sees a whole-distribution perturbation; log p
   is that of the shared offset.  (state, pools, feat_params, target, val)
   -> (state, metrics).
   """
+  if reward not in ("accuracy", "neg_loss"):
+    raise ValueError(f"unknown task reward {reward!r}; valid: accuracy, "
+                     "neg_loss")
   if noise not in ("per_scene", "per_dataset"):
     raise ValueError(f"unknown task noise {noise!r}; valid: per_scene, "
                      "per_dataset")

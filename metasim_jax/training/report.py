@@ -66,7 +66,7 @@ def attribute_stats(attrs: np.ndarray, mask: np.ndarray,
       std = float(np.rad2deg(np.sqrt(-2 * np.log(resultant))))
     else:
       mean, std = float(v.mean()), float(v.std())
-    out[f"{path}.{names[j]}"] = {"mean": mean, "std": std}
+    out[f"{path}.{names[j]}"] = {"mean": mean, "std": std, "kind": kinds[j]}
   return out
 
 

@@ -87,8 +87,11 @@ def build_pipeline(config: ml_collections.ConfigDict):
   """Static pieces of the problem from the config."""
   prior = grammar_lib.compile_grammar(config.grammar.to_dict())
   target = grammar_lib.compile_grammar(config.target.to_dict())
-  if prior.attr_names != target.attr_names or len(prior.slots) != len(
-      target.slots):
+  same = (prior.attr_names == target.attr_names
+          and [(s.path, s.cls) for s in prior.slots]
+          == [(s.path, s.cls) for s in target.slots]
+          and (prior.has_attr == target.has_attr).all())
+  if not same:
     raise ValueError("config.target must have the structure of "
                      "config.grammar (same classes, children, attributes)")
   canvas = render_lib.Canvas(**config.canvas)
@@ -98,11 +101,15 @@ def build_pipeline(config: ml_collections.ConfigDict):
                                **config.tasknet.get("kwargs", {}))
   sigma = (losses.sigma_table(prior, dict(config.task.sigma))
            if config.task.weight else None)
+  label_col = prior.col(config.label.attr)
+  if prior.attr_kinds[label_col] != "categorical":
+    raise ValueError(f"config.label.attr {config.label.attr!r} must be a "
+                     "categorical attribute")
   pipe = pl.Pipeline(
       prior=prior, target=target, canvas=canvas, transformer=model,
       feature_fn=feat_fn, tasknet=tasknet,
       label_slot=prior.slot(config.label.slot),
-      label_col=prior.col(config.label.attr), grad_mode=config.mmd.grad,
+      label_col=label_col, grad_mode=config.mmd.grad,
       mmd_batch=config.mmd.batch_size, task_sigma=sigma)
   return pipe, feat_params
 
@@ -110,6 +117,8 @@ def build_pipeline(config: ml_collections.ConfigDict):
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs the experiment for every seed; writes results into ``workdir``."""
   t_start = time.perf_counter()
+  if not config.seeds:
+    raise ValueError("config.seeds is empty")
   # ------------------------------------------------------------- input
   images, labels = mnist.load_digits(config.digits, config.data_dir or None)
   parts = mnist.split(images, labels, dict(config.splits), config.data_seed)
@@ -278,7 +287,7 @@ def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
   target_stats = stats["target"]
   errors = {}
   for name, tv in target_stats.items():
-    kind = "angle" if name.endswith(".yaw") else "continuous"
+    kind = tv["kind"]
     mv = learned[name]["mean"]
     errors[name] = (report.angle_error(mv, tv["mean"]) if kind == "angle"
                     else abs(mv - tv["mean"]))

@@ -1,5 +1,4 @@
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -103,3 +102,17 @@ def test_replace_params_makes_a_target(grammar):
   assert target.p0[d, j] == 90.0 and grammar.p0[d, j] == 0.0
   with pytest.raises(GrammarError, match="nope"):
     grammar.replace_params({"classes.nope.x": 1})
+
+
+def test_unreachable_class_is_rejected():
+  g = digit_grammar_dict()
+  g["classes"]["tree"] = {"render": "fill"}
+  with pytest.raises(GrammarError, match="classes.tree"):
+    compile_grammar(g)
+
+
+def test_more_classes_than_pool_labels_is_an_error(pools):
+  g = digit_grammar_dict()
+  g["classes"]["digit"]["attributes"]["class"]["num"] = 5  # pool has 3
+  with pytest.raises(ValueError, match="3 labels"):
+    sample(jax.random.key(0), compile_grammar(g), 2, pools)

@@ -65,3 +65,23 @@ def test_autoencoder_loss_is_zero_for_identity(grammar, pools):
   assert float(losses.autoencoder_loss(s, {}, s, grammar)) < 1e-6
   moved = s.replace(attrs=s.attrs.at[:, :, grammar.col("x")].add(1.0))
   assert float(losses.autoencoder_loss(moved, {}, s, grammar)) > 0
+
+
+def test_shared_noise_is_one_offset_per_attribute(grammar, pools):
+  s = sample(jax.random.key(0), grammar, 16, pools)
+  sigma = losses.sigma_table(grammar, {"x": 2.0, "yaw": 10.0})
+  drawn = losses.shared_gaussian_sample(jax.random.key(1), s, sigma, grammar)
+  d = grammar.slot("scene/digit[0]")
+  dx = np.asarray(drawn.attrs - s.attrs)[:, d, grammar.col("x")]
+  np.testing.assert_allclose(dx, dx[0], atol=1e-5)  # shared by all scenes
+  assert abs(dx[0]) > 0
+  np.testing.assert_array_equal(drawn.attrs[:, d, grammar.col("y")],
+                                s.attrs[:, d, grammar.col("y")])
+  lp = losses.shared_gaussian_log_prob(drawn.attrs, s, sigma, grammar)
+  assert lp.shape == (16,)
+  off = dx[0]
+  dyaw = float(((drawn.attrs - s.attrs)[0, d, grammar.col("yaw")] + 180)
+               % 360 - 180)
+  expected = (-0.5 * (off / 2.0) ** 2 - np.log(2.0)
+              - 0.5 * (dyaw / 10.0) ** 2 - np.log(10.0) - np.log(2 * np.pi))
+  np.testing.assert_allclose(lp[0], expected, rtol=1e-4)

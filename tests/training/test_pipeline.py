@@ -12,7 +12,6 @@ from metasim_jax import transformer as transformer_lib
 from metasim_jax.grammar import sample
 from metasim_jax.training import pipeline as pl
 from metasim_jax.training import trainer
-from tests.conftest import random_pool
 
 
 def _setup(task_weight=0.0):
