@@ -123,8 +123,7 @@ def get_config(arg: str = "rot") -> ml_collections.ConfigDict:
   if "task_only" in options:
     c.mmd.weight = 0.0
     c.task.weight = 1.0
-    c.task.steps = 150
-    c.task.gen_lr = 1e-2
+    c.task.steps = 100
     c.task.with_mmd = False
   if "shared_noise" in options:
     c.task.noise = "per_dataset"

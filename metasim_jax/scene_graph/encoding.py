@@ -130,7 +130,9 @@ def apply_head(head: jax.Array, attrs: jax.Array, grammar: Grammar
     x = attrs[..., j]
     if kind == "continuous":
       lo, hi = grammar.low[:, j], grammar.high[:, j]
-      v = _denormalise(_normalise(x, lo, hi) + head[..., start], lo, hi)
+      # Stay inside the attribute's range, as the prior's samples do.
+      v = jnp.clip(_denormalise(_normalise(x, lo, hi) + head[..., start],
+                                lo, hi), lo, hi)
     elif kind == "angle":
       v = wrap_angle(x + 180.0 * head[..., start])
     elif kind == "categorical":
