@@ -25,7 +25,7 @@ def main(dirs):
     gap = 100 * np.asarray(s["oracle_minus_metasim_per_seed"])
     ok = s["attributes_within_tolerance_per_seed"]
     paper = PAPER.get(r["experiment"], ("-", "-"))
-    print(f"| {r['experiment']} | {len(s['seeds'])} | {fmt(acc['prior'])} | "
+    print(f"| {r['experiment']} | {len(r['per_seed'])} | {fmt(acc['prior'])} | "
           f"{fmt(acc['metasim'])} | {fmt(acc['oracle'])} | "
           f"{gap.max():+.1f} | {sum(ok)}/{len(ok)} | "
           f"{paper[0]} -> {paper[1]} |")
