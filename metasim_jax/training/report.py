@@ -43,6 +43,7 @@ def write_json(path: str, obj: Any) -> None:
   with os.fdopen(fd, "w") as f:
     json.dump(_jsonable(obj), f, indent=2, sort_keys=False)
     f.write("\n")
+  os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
   os.replace(tmp, path)
 
 

@@ -241,8 +241,9 @@ def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
             (i + 1, float(mmd[k])))
     if (i + 1) % config.log_every == 0 or i + 1 == mmd_steps:
       mmd = np.asarray(m["mmd2"])
-      prog.log(i, {"mmd2_best": float(mmd.min()),
-                   "best_start": float(mmd.argmin())})
+      # On this step's batch; the final choice uses a fresh, larger batch.
+      prog.log(i, {"batch_mmd2_min": float(mmd.min()),
+                   "batch_argmin_start": float(mmd.argmin())})
     if probe_every and (i + 1) % probe_every == 0:
       run_probe(i + 1)
   selection = np.asarray(mmd_eval(state.params, k_select, pools, feat_params,
