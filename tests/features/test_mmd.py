@@ -82,3 +82,15 @@ def test_pyramid_levels_weigh_the_same():
   f = pyramid(img, levels=4)
   assert f.shape == (3, 32 * 32 + 16 * 16 + 8 * 8 + 4 * 4)
   assert bool(jnp.isfinite(f).all())
+
+
+def test_blur_matches_a_same_convolution():
+  from metasim_jax.features.pyramid import _gaussian_taps, blur
+  img = jax.random.uniform(jax.random.key(0), (2, 12, 10, 1))
+  taps = jnp.asarray(_gaussian_taps(1.5))
+  ref = img
+  for shape in ((len(taps), 1), (1, len(taps))):
+    ref = jax.lax.conv_general_dilated(
+        ref, taps.reshape(shape + (1, 1)), (1, 1), "SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_allclose(blur(img, 1.5), ref, atol=1e-5)
