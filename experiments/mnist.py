@@ -6,6 +6,7 @@ r"""Meta-Sim on MNIST (paper Table 1).
 """
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -23,6 +24,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
+  try:  # validate grammars, names and values before any work is done
+    trainer.build_pipeline(config)
+  except (ValueError, KeyError) as e:  # GrammarError is a ValueError
+    sys.exit(f"error in the config: {e}")
   os.makedirs(_WORKDIR.value, exist_ok=True)
   with open(os.path.join(_WORKDIR.value, "config.txt"), "w") as f:
     f.write(str(config))

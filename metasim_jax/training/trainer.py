@@ -101,6 +101,9 @@ def build_pipeline(config: ml_collections.ConfigDict):
                                **config.tasknet.get("kwargs", {}))
   sigma = (losses.sigma_table(prior, dict(config.task.sigma))
            if config.task.weight else None)
+  if config.mmd.grad not in render_lib.MODES:
+    raise ValueError(f"config.mmd.grad {config.mmd.grad!r} is not one of "
+                     f"{render_lib.MODES}")
   label_col = prior.col(config.label.attr)
   if prior.attr_kinds[label_col] != "categorical":
     raise ValueError(f"config.label.attr {config.label.attr!r} must be a "
