@@ -145,7 +145,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   test_feats = feature_fn(feat_params, test.images)
 
   # ------------------------------------------------- jitted functions
-  tx = pl.adam(config.mmd.lr)
+  tx = pl.adam(config.mmd.lr,
+               decay_steps=config.mmd.steps if config.mmd.lr_decay else None)
   pre_tx = pl.adam(config.pretrain.lr)
   task_tx = pl.adam(config.task.lr)
   eval_tx = pl.adam(config.eval.lr, decay_steps=config.eval.train_steps)
@@ -177,7 +178,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   for seed in config.seeds:
     per_seed.append(_run_seed(
         config, seed, pipe, grammar_pools, feat_params, target_mmd,
-        test_feats, real, val, test, pretrain_step, mmd_step, mmd_eval,
+        test_feats, real, val, test, pretrain_step, tx, mmd_step, mmd_eval,
         task_step, probe, final, feature_fn, workdir))
     summary = _summarise(config, per_seed, t_start)
     report.write_json(f"{workdir}/results.json", summary)
@@ -187,7 +188,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
 def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
               target_mmd, test_feats, real, val, test, pretrain_step,
-              mmd_step, mmd_eval, task_step, probe, final, feature_fn,
+              mmd_tx, mmd_step, mmd_eval, task_step, probe, final, feature_fn,
               workdir) -> dict[str, Any]:
   t0 = time.perf_counter()
   root = jax.random.key(seed)
@@ -216,7 +217,7 @@ def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
   params_k = jax.tree.map(lambda x: jnp.stack([x] * starts), params)
   params_k = jax.vmap(lambda p, o: transformer_lib.with_offsets(
       p, prior, o, cols))(params_k, jnp.asarray(offsets))
-  state = pl.init_state(k_mmd, params_k, pl.adam(config.mmd.lr))
+  state = pl.init_state(k_mmd, params_k, mmd_tx)
   mmd_steps = config.mmd.steps if config.mmd.weight else 0
   prog = Progress("mmd", mmd_steps, config.log_every)
   t_mmd = time.perf_counter()
