@@ -96,11 +96,6 @@ def get_config(arg: str = "rot") -> ml_collections.ConfigDict:
   c.mmd.start_spread = 0.0
   c.mmd.select_batch = 500
   c.mmd.lr_decay = False  # cosine decay of the MMD learning rate to 0
-  if variant == "rot_trans":
-    # Translation dominates MMD^2 at 64x64; a longer, decaying schedule
-    # settles the rotation too.
-    c.mmd.steps = 500
-    c.mmd.lr_decay = True
 
   # Task meta-objective (Algorithm 1, REINFORCE).
   c.task = ml_collections.ConfigDict()
