@@ -142,7 +142,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   feature_fn = jax.jit(pipe.feature_fn)
   target_mmd = features_lib.MMDTarget.create(
       feature_fn(feat_params, real.images), config.mmd.bandwidths)
-  test_feats = feature_fn(feat_params, test.images)
+  # Built once: the test set's features and MMD constants for the reports.
+  test_ref = features_lib.MMDTarget.create(
+      feature_fn(feat_params, test.images), config.mmd.bandwidths)
 
   # ------------------------------------------------- jitted functions
   tx = pl.adam(config.mmd.lr,
@@ -178,8 +180,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   for seed in config.seeds:
     per_seed.append(_run_seed(
         config, seed, pipe, grammar_pools, feat_params, target_mmd,
-        test_feats, real, val, test, pretrain_step, tx, mmd_step, mmd_eval,
-        task_step, probe, final, feature_fn, workdir))
+        test_ref, real, val, test, pretrain_step, tx, mmd_step, mmd_eval,
+        task_step, probe, final, workdir))
     summary = _summarise(config, per_seed, t_start)
     report.write_json(f"{workdir}/results.json", summary)
   logging.info("results: %s/results.json", workdir)
@@ -187,9 +189,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
 
 def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
-              target_mmd, test_feats, real, val, test, pretrain_step,
-              mmd_tx, mmd_step, mmd_eval, task_step, probe, final, feature_fn,
-              workdir) -> dict[str, Any]:
+              target_mmd, test_ref, real, val, test, pretrain_step,
+              mmd_tx, mmd_step, mmd_eval, task_step, probe, final, workdir) -> dict[str, Any]:
   t0 = time.perf_counter()
   root = jax.random.key(seed)
   (k_init, k_pre, k_starts, k_mmd, k_task, k_eval, k_select, k_stats,
@@ -287,7 +288,7 @@ def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
     logging.info("[eval] trained on %-8s -> test accuracy %.4f", source,
                  results[source]["accuracy"])
   stats, dist = _distribution_report(config, pipe, params, pools, feat_params,
-                                     feature_fn, test_feats, k_stats)
+                                     test_ref, k_stats)
   learned = stats["metasim"]
   target_stats = stats["target"]
   errors = {}
@@ -314,8 +315,8 @@ def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
   return out
 
 
-def _distribution_report(config, pipe, params, pools, feat_params, feature_fn,
-                         test_feats, key):
+def _distribution_report(config, pipe, params, pools, feat_params, reference,
+                         key):
   """Attribute statistics and MMD^2 / KID of each source vs the test set."""
   n = config.eval.num_scenes
   prior = pipe.prior
@@ -323,7 +324,6 @@ def _distribution_report(config, pipe, params, pools, feat_params, feature_fn,
              for i, j in zip(*np.nonzero(prior.mutable))
              if prior.attr_kinds[j] in ("continuous", "angle")]
   k_scene, k_kid = jax.random.split(key)
-  reference = features_lib.MMDTarget.create(test_feats, config.mmd.bandwidths)
 
   stats, dist = {}, {}
   for name, source in (("prior", "prior"), ("metasim", "metasim"),
