@@ -343,9 +343,10 @@ def _parse_class(name: str, d: Mapping[str, Any], names) -> ClassDef:
 def compile_grammar(raw: Mapping[str, Any]) -> Grammar:
   """Validates a grammar dict and builds its static tables."""
   _need(isinstance(raw, Mapping), "grammar", "expected a mapping")
-  extra = set(raw) - {"root", "classes"}
+  extra = set(raw) - {"root", "classes", "description"}
   _need(not extra, f"{sorted(extra)[0]}" if extra else "grammar",
-        "unknown top-level field; valid fields are ['classes', 'root']")
+        "unknown top-level field; valid fields are ['classes', "
+        "'description', 'root']")
   classes_raw = raw.get("classes")
   _need(isinstance(classes_raw, Mapping) and classes_raw, "classes",
         "expected a non-empty mapping of class name -> definition")

@@ -1,9 +1,9 @@
 """Downstream task networks, by name."""
 
-from metasim_jax.tasknet import classifier
+from metasim_jax.tasknet import classifier, segmentation, unet
 from metasim_jax.tasknet.train import cross_entropy, evaluate, train
 
-REGISTRY = {"small_cnn": classifier.SmallCNN}
+REGISTRY = {"small_cnn": classifier.SmallCNN, "unet": unet.UNet}
 
 
 def create(name: str, **kwargs):
@@ -12,4 +12,5 @@ def create(name: str, **kwargs):
   return REGISTRY[name](**kwargs)
 
 
-__all__ = ["REGISTRY", "create", "cross_entropy", "evaluate", "train"]
+__all__ = ["REGISTRY", "create", "cross_entropy", "evaluate", "segmentation",
+           "train"]

@@ -32,11 +32,14 @@ from metasim_jax import render as render_lib
 from metasim_jax import tasknet as tasknet_lib
 from metasim_jax import transformer as transformer_lib
 from metasim_jax.features import FeatureFn, MMDTarget
+from metasim_jax.tasknet import segmentation
 from metasim_jax.grammar.spec import Grammar
 from metasim_jax.training import losses
 from metasim_jax.types import SceneGraph, TexturePool
 
 Pools = Mapping[str, TexturePool]
+TASKS = ("classification", "segmentation")
+REWARDS = ("score", "accuracy", "neg_loss")  # "accuracy": old name of score
 
 
 @struct.dataclass
@@ -61,29 +64,62 @@ class MetaSimState:
 
 @struct.dataclass
 class LabeledSet:
-  """A labelled image set. images [M, H, W, C]; labels [M] int32."""
+  """A labelled image set: images [M, H, W, C] and int32 labels, [M]
+  (classification) or [M, H, W] (segmentation, semantic ids)."""
   images: jax.Array
   labels: jax.Array
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Pipeline:
-  """Static description of one Meta-Sim problem (hashed by identity)."""
+  """Static description of one Meta-Sim problem (hashed by identity).
+
+  ``task`` is ``"classification"`` (label = attribute ``label_col`` of slot
+  ``label_slot``; headline metric ``accuracy``) or ``"segmentation"``
+  (label = the renderer's semantic map, ids named by ``class_names``;
+  headline ``miou``, the mean IoU over ``mean_over``).
+  """
   prior: Grammar
   target: Grammar
   canvas: render_lib.Canvas
   transformer: transformer_lib.DistributionTransformer
   feature_fn: FeatureFn
   tasknet: nn.Module
-  label_slot: int
-  label_col: int
+  label_slot: int = -1
+  label_col: int = -1
   grad_mode: str = "finite_diff"
   mmd_batch: int = 50
   task_sigma: np.ndarray | None = None
+  task: str = "classification"
+  class_names: tuple[str, ...] = ()
+  mean_over: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    if self.task not in TASKS:
+      raise ValueError(f"unknown task {self.task!r}; valid: {TASKS}")
+    if self.task == "classification" and self.label_slot < 0:
+      raise ValueError("a classification pipeline needs label_slot/label_col")
+    if self.task == "segmentation":
+      missing = set(self.mean_over) - set(self.class_names)
+      if not self.class_names or missing:
+        raise ValueError(f"segmentation needs class_names containing "
+                         f"mean_over; missing {sorted(missing)}")
+
+  @property
+  def headline(self) -> str:
+    """The metric reported in tables and used as the task reward."""
+    return "accuracy" if self.task == "classification" else "miou"
 
   # ----------------------------------------------------------- generation
   def labels(self, scene: SceneGraph) -> jax.Array:
     return scene.attrs[:, self.label_slot, self.label_col].astype(jnp.int32)
+
+  def targets(self, scene: SceneGraph,
+              renders: render_lib.Renders) -> jax.Array:
+    """Task labels of rendered scenes: [B] classes or [B, H, W] ids."""
+    if self.task == "segmentation":
+      return renders.semantic
+    return self.labels(scene)
 
   def transform(self, params, scene: SceneGraph) -> SceneGraph:
     return transformer_lib.transform(params, self.transformer, self.prior,
@@ -117,7 +153,8 @@ class Pipeline:
   def images_and_labels(self, key, batch, pools, params, source):
     grammar = self.target if source == "target" else self.prior
     scene = self.sample(key, batch, pools, params, source)
-    return self.render(scene, pools, grammar).image, self.labels(scene)
+    renders = self.render(scene, pools, grammar)
+    return renders.image, self.targets(scene, renders)
 
   # -------------------------------------------------------------- losses
   def mmd_loss(self, params, key, pools: Pools, feat_params,
@@ -138,6 +175,10 @@ class Pipeline:
     return tasknet_lib.train(key, self.tasknet, tx, batch_fn, steps, shape)
 
   def score(self, task_params, data: LabeledSet) -> dict[str, jax.Array]:
+    if self.task == "segmentation":
+      return segmentation.evaluate(task_params, self.tasknet, data.images,
+                                   data.labels, self.class_names,
+                                   self.mean_over)
     return tasknet_lib.evaluate(task_params, self.tasknet, data.images,
                                 data.labels)
 
@@ -240,9 +281,8 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
   is that of the shared offset.  (state, pools, feat_params, target, val)
   -> (state, metrics).
   """
-  if reward not in ("accuracy", "neg_loss"):
-    raise ValueError(f"unknown task reward {reward!r}; valid: accuracy, "
-                     "neg_loss")
+  if reward not in REWARDS:
+    raise ValueError(f"unknown task reward {reward!r}; valid: {REWARDS}")
   if noise not in ("per_scene", "per_dataset"):
     raise ValueError(f"unknown task noise {noise!r}; valid: per_scene, "
                      "per_dataset")
@@ -266,8 +306,8 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
       drawn = losses.gaussian_sample(k_noise, mean, sigma, pipe.prior)
     else:
       drawn = losses.shared_gaussian_sample(k_noise, mean, sigma, pipe.prior)
-    images = pipe.render(drawn, pools).image
-    labels = pipe.labels(drawn)
+    renders = pipe.render(drawn, pools)
+    images, labels = renders.image, pipe.targets(drawn, renders)
 
     def batch_fn(k):
       idx = jax.random.randint(k, (inner_batch,), 0, num_scenes)
@@ -275,7 +315,7 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
 
     task_params, _ = pipe.train_tasknet(k_task, task_tx, batch_fn, inner_steps)
     scores = pipe.score(task_params, val)
-    r = scores["accuracy"] if reward == "accuracy" else -scores["loss"]
+    r = -scores["loss"] if reward == "neg_loss" else scores[pipe.headline]
     b = jnp.where(state.has_baseline[0], state.baseline[0], r)
 
     log_prob = (losses.gaussian_log_prob if noise == "per_scene"
@@ -300,8 +340,8 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
         opt_state=jax.tree.map(lambda x: x[None], opt_state),
         baseline=new_b[None], has_baseline=jnp.ones((1,), bool),
         step=state.step + 1)
-    return state, {"reward": r, "baseline": b, "val_accuracy":
-                   scores["accuracy"], "val_loss": scores["loss"],
+    return state, {"reward": r, "baseline": b, "val_score":
+                   scores[pipe.headline], "val_loss": scores["loss"],
                    "surrogate": loss, "mmd2": mmd}
 
   return step

@@ -8,6 +8,7 @@ for every seed in ``config.seeds``.
 from __future__ import annotations
 
 import functools
+import json
 import time
 from typing import Any
 
@@ -22,7 +23,7 @@ from metasim_jax import grammar as grammar_lib
 from metasim_jax import render as render_lib
 from metasim_jax import tasknet as tasknet_lib
 from metasim_jax import transformer as transformer_lib
-from metasim_jax.data import mnist
+from metasim_jax.data import aerial, mnist
 from metasim_jax.training import losses, report
 from metasim_jax.training import pipeline as pl
 from metasim_jax.types import TexturePool
@@ -65,6 +66,34 @@ def _target_set(key, pipe: pl.Pipeline, pool_name: str, pool: TexturePool
                        labels=pipe.labels(scene))
 
 
+def build_data(config: ml_collections.ConfigDict, pipe: pl.Pipeline):
+  """(grammar pools, {'real', 'val', 'test'} target sets) of the dataset."""
+  dataset = config.get("dataset", "mnist")
+  data_key = jax.random.key(config.data_seed)
+  if dataset == "mnist":
+    images, labels = mnist.load_digits(config.digits, config.data_dir or None)
+    parts = mnist.split(images, labels, dict(config.splits), config.data_seed)
+    logging.info("digits: %s, splits %s", config.digits,
+                 {k: len(v[1]) for k, v in parts.items()})
+    pools = {config.pool: mnist.texture_pool(*parts["grammar"])}
+    keys = dict(zip(("real", "val", "test"), jax.random.split(data_key, 3)))
+    sets = {k: _target_set(keys[k], pipe, config.pool,
+                           mnist.texture_pool(*parts[k])) for k in keys}
+    return pools, sets
+  if dataset == "aerial":
+    t = config.textures
+    counts = dict(t.counts)
+    pools = aerial.texture_pools(t.grammar_seed, counts)
+    target_pools = aerial.texture_pools(t.target_seed, counts)
+    sets = aerial.target_sets(data_key, pipe, target_pools,
+                              dict(config.splits))
+    logging.info("aerial textures %s (grammar seed %d, target seed %d); "
+                 "target sets %s", counts, t.grammar_seed, t.target_seed,
+                 {k: len(v.labels) for k, v in sets.items()})
+    return pools, sets
+  raise ValueError(f"unknown config.dataset {dataset!r}; valid: mnist, aerial")
+
+
 def _start_offsets(key, grammar, num_starts: int, spread: float):
   """Head-bias offsets per start: angles stratified around the circle,
   continuous attributes uniform in +-spread (normalised units)."""
@@ -83,10 +112,26 @@ def _start_offsets(key, grammar, num_starts: int, spread: float):
   return cols, offsets
 
 
+def grammar_dict(config: ml_collections.ConfigDict, which: str) -> dict:
+  """``config.<which>`` (a dict), or the JSON file ``config.<which>_file``."""
+  path = config.get(f"{which}_file")
+  if not path:
+    return config[which].to_dict()
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except OSError as e:
+    raise ValueError(f"config.{which}_file: cannot read {path!r}: "
+                     f"{e.strerror}") from None
+  except json.JSONDecodeError as e:
+    raise ValueError(f"config.{which}_file: {path!r} is not valid JSON: "
+                     f"{e}") from None
+
+
 def build_pipeline(config: ml_collections.ConfigDict):
   """Static pieces of the problem from the config."""
-  prior = grammar_lib.compile_grammar(config.grammar.to_dict())
-  target = grammar_lib.compile_grammar(config.target.to_dict())
+  prior = grammar_lib.compile_grammar(grammar_dict(config, "grammar"))
+  target = grammar_lib.compile_grammar(grammar_dict(config, "target"))
   same = (prior.attr_names == target.attr_names
           and [(s.path, s.cls) for s in prior.slots]
           == [(s.path, s.cls) for s in target.slots]
@@ -97,23 +142,31 @@ def build_pipeline(config: ml_collections.ConfigDict):
   canvas = render_lib.Canvas(**config.canvas)
   feat_params, feat_fn = features_lib.create(**config.features)
   model = transformer_lib.build(prior, **config.transformer)
-  tasknet = tasknet_lib.create(config.tasknet.name,
-                               **config.tasknet.get("kwargs", {}))
   sigma = (losses.sigma_table(prior, dict(config.task.sigma))
            if config.task.weight else None)
   if config.mmd.grad not in render_lib.MODES:
     raise ValueError(f"config.mmd.grad {config.mmd.grad!r} is not one of "
                      f"{render_lib.MODES}")
+  task = config.get("task_type", "classification")
+  common = dict(prior=prior, target=target, canvas=canvas, transformer=model,
+                feature_fn=feat_fn, grad_mode=config.mmd.grad,
+                mmd_batch=config.mmd.batch_size, task_sigma=sigma)
+  kwargs = dict(config.tasknet.get("kwargs", {}))
+  if task == "segmentation":
+    names = render_lib.semantic_names(prior)
+    kwargs.setdefault("num_classes", len(names))
+    tasknet = tasknet_lib.create(config.tasknet.name, **kwargs)
+    return pl.Pipeline(**common, tasknet=tasknet, task=task,
+                       class_names=names,
+                       mean_over=tuple(config.mean_over)), feat_params
   label_col = prior.col(config.label.attr)
   if prior.attr_kinds[label_col] != "categorical":
     raise ValueError(f"config.label.attr {config.label.attr!r} must be a "
                      "categorical attribute")
-  pipe = pl.Pipeline(
-      prior=prior, target=target, canvas=canvas, transformer=model,
-      feature_fn=feat_fn, tasknet=tasknet,
-      label_slot=prior.slot(config.label.slot),
-      label_col=label_col, grad_mode=config.mmd.grad,
-      mmd_batch=config.mmd.batch_size, task_sigma=sigma)
+  tasknet = tasknet_lib.create(config.tasknet.name, **kwargs)
+  pipe = pl.Pipeline(**common, tasknet=tasknet,
+                     label_slot=prior.slot(config.label.slot),
+                     label_col=label_col)
   return pipe, feat_params
 
 
@@ -122,23 +175,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   t_start = time.perf_counter()
   if not config.seeds:
     raise ValueError("config.seeds is empty")
-  # ------------------------------------------------------------- input
-  images, labels = mnist.load_digits(config.digits, config.data_dir or None)
-  parts = mnist.split(images, labels, dict(config.splits), config.data_seed)
-  pool_name = config.pool
-  grammar_pools = {pool_name: mnist.texture_pool(*parts["grammar"])}
-  target_pools = {k: mnist.texture_pool(*parts[k])
-                  for k in ("real", "val", "test")}
-  logging.info("digits: %s, splits %s", config.digits,
-               {k: len(v[1]) for k, v in parts.items()})
-
   # -------------------------------------------- problem and target data
   pipe, feat_params = build_pipeline(config)
-  data_key = jax.random.key(config.data_seed)
-  k_real, k_val, k_test = jax.random.split(data_key, 3)
-  real = _target_set(k_real, pipe, pool_name, target_pools["real"])
-  val = _target_set(k_val, pipe, pool_name, target_pools["val"])
-  test = _target_set(k_test, pipe, pool_name, target_pools["test"])
+  for which in ("grammar", "target"):  # the run's grammars, for later use
+    report.write_json(f"{workdir}/{which}.json", grammar_dict(config, which))
+  grammar_pools, sets = build_data(config, pipe)
+  real, val, test = sets["real"], sets["val"], sets["test"]
   feature_fn = jax.jit(pipe.feature_fn)
   target_mmd = features_lib.MMDTarget.create(
       feature_fn(feat_params, real.images), config.mmd.bandwidths)
@@ -182,7 +224,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         config, seed, pipe, grammar_pools, feat_params, target_mmd,
         test_ref, real, val, test, pretrain_step, tx, mmd_step, mmd_eval,
         task_step, probe, final, workdir))
-    summary = _summarise(config, per_seed, t_start)
+    summary = _summarise(config, per_seed, t_start, pipe.headline)
     report.write_json(f"{workdir}/results.json", summary)
   logging.info("results: %s/results.json", workdir)
   return summary
@@ -195,8 +237,9 @@ def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
   root = jax.random.key(seed)
   (k_init, k_pre, k_starts, k_mmd, k_task, k_eval, k_select, k_stats,
    k_probe) = jax.random.split(root, 9)
+  probe_name = f"probe {pipe.headline} on V"
   curves: dict[str, dict[str, list]] = {"MMD^2 (train batch)": {},
-                                        "probe accuracy on V": {},
+                                        probe_name: {},
                                         "task reward on V": {}}
   prior = pipe.prior
 
@@ -228,11 +271,11 @@ def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
     k = int(np.argmin(np.asarray(mmd_eval(state.params, k_select, pools,
                                           feat_params, target_mmd))))
     acc = probe(k_probe, jax.tree.map(lambda x: x[k], state.params), pools,
-                val)["accuracy"]
-    curves["probe accuracy on V"].setdefault("Meta-Sim (MMD)", []).append(
+                val)[pipe.headline]
+    curves[probe_name].setdefault("Meta-Sim (MMD)", []).append(
         (step, float(acc)))
-    logging.info("[mmd] step %d probe: task accuracy on V %.4f (start %d)",
-                 step, float(acc), k)
+    logging.info("[mmd] step %d probe: task %s on V %.4f (start %d)",
+                 step, pipe.headline, float(acc), k)
 
   probe_every = config.eval.probe_every if mmd_steps else 0
   if probe_every:
@@ -274,19 +317,32 @@ def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
         (i + 1, float(m["baseline"])))
     prog.log(i, {"reward": float(m["reward"]),
                  "baseline": float(m["baseline"]),
-                 "val_acc": float(m["val_accuracy"]),
+                 "val_score": float(m["val_score"]),
                  "mmd2": float(m["mmd2"])})
   task_seconds = time.perf_counter() - t_task
   params = jax.tree.map(lambda x: x[0], state.params)
   train_seconds = time.perf_counter() - t0
 
   # ------------------------------------------------------ evaluation
-  results = {}
+  # Each source trains ``eval.repeats`` task networks (same keys for every
+  # source: common random numbers) and reports their mean; one training's
+  # figure on 1,000 test digits varies by about +-0.5 points.
+  results, repeats = {}, {}
+  head = pipe.headline
   for source in SOURCES:
-    r = final[source](k_eval, params, pools, test)
-    results[source] = {k: float(v) for k, v in r.items()}
-    logging.info("[eval] trained on %-8s -> test accuracy %.4f", source,
-                 results[source]["accuracy"])
+    runs = [final[source](jax.random.fold_in(k_eval, r) if r else k_eval,
+                          params, pools, test)
+            for r in range(config.eval.get("repeats", 1))]
+    repeats[source] = {k: [float(x[k]) for x in runs] for k in runs[0]}
+    results[source] = {k: float(np.nanmean(v))
+                       for k, v in repeats[source].items()}
+    logging.info("[eval] trained on %-8s -> test %s %.4f (%s)", source,
+                 head, results[source][head],
+                 ", ".join(f"{a:.4f}" for a in repeats[source][head]))
+    if pipe.task == "segmentation":
+      logging.info("[eval]   IoU %s", " ".join(
+          f"{n}={results[source]['iou_' + n]:.3f}" for n in pipe.class_names
+          if n != "none"))
   stats, dist = _distribution_report(config, pipe, params, pools, feat_params,
                                      test_ref, k_stats)
   learned = stats["metasim"]
@@ -299,8 +355,10 @@ def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
                     else abs(mv - tv["mean"]))
   out = {
       "seed": seed,
-      "test_accuracy": {s: results[s]["accuracy"] for s in SOURCES},
+      f"test_{head}": {s: results[s][head] for s in SOURCES},
       "test_loss": {s: results[s]["loss"] for s in SOURCES},
+      f"test_{head}_per_repeat": {s: repeats[s][head] for s in SOURCES},
+      "test_metrics": results,
       "distribution": dist,
       "attribute_stats": stats,
       "attribute_mean_error": errors,
@@ -353,20 +411,29 @@ def _write_pictures(config, pipe, params, pools, seed, test, curves, workdir):
   k = jax.random.key(10_000 + seed)
   scene = pipe.sample(k, 10, pools, source="prior")
   moved = pipe.transform(params, scene)
-  rows = [("input (prior)", pipe.render(scene, pools).image),
-          ("Meta-Sim", pipe.render(moved, pools).image),
-          # The target set is sorted by label: show one of each class.
-          ("target", test.images[np.linspace(0, len(test.labels) - 1, 10)
-                                 .astype(int)])]
+  shown = pipe.render(scene, pools), pipe.render(moved, pools)
+  if pipe.task == "segmentation":
+    colour = report.colorize
+    rows = [("input (prior)", shown[0].image),
+            ("  its labels", colour(shown[0].semantic)),
+            ("Meta-Sim", shown[1].image),
+            ("  its labels", colour(shown[1].semantic)),
+            ("target", test.images[:10]),
+            ("  its labels", colour(test.labels[:10]))]
+  else:
+    rows = [("input (prior)", shown[0].image), ("Meta-Sim", shown[1].image),
+            # The target set is sorted by label: show one of each class.
+            ("target", test.images[np.linspace(0, len(test.labels) - 1, 10)
+                                   .astype(int)])]
   report.save_grid(f"{workdir}/grid_seed{seed}.png",
                    [(t, np.asarray(x)) for t, x in rows])
   report.save_curves(f"{workdir}/curves_seed{seed}.png", curves,
                      f"{config.name} seed {seed}")
 
 
-def _summarise(config, per_seed, t_start) -> dict[str, Any]:
-  acc = {s: [r["test_accuracy"][s] for r in per_seed] for s in SOURCES}
-  gap = [r["test_accuracy"]["oracle"] - r["test_accuracy"]["metasim"]
+def _summarise(config, per_seed, t_start, head) -> dict[str, Any]:
+  acc = {s: [r[f"test_{head}"][s] for r in per_seed] for s in SOURCES}
+  gap = [r[f"test_{head}"]["oracle"] - r[f"test_{head}"]["metasim"]
          for r in per_seed]
   tol = dict(config.success.attribute_tolerance)
   ok_attr = []
@@ -378,8 +445,14 @@ def _summarise(config, per_seed, t_start) -> dict[str, Any]:
       "experiment": config.name,
       "summary": {
           "seeds": list(config.seeds),
-          "test_accuracy_mean": {s: float(np.mean(v)) for s, v in acc.items()},
-          "test_accuracy_per_seed": acc,
+          "headline_metric": head,
+          f"test_{head}_mean": {s: float(np.mean(v)) for s, v in acc.items()},
+          f"test_{head}_per_seed": acc,
+          "test_metrics_mean": {
+              s: {k: float(np.nanmean([r["test_metrics"][s][k]
+                                       for r in per_seed]))
+                  for k in per_seed[0]["test_metrics"][s]}
+              for s in SOURCES},
           "oracle_minus_metasim_per_seed": gap,
           "attributes_within_tolerance_per_seed": ok_attr,
           "attribute_tolerance": tol,

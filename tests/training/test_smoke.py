@@ -33,3 +33,21 @@ def test_mnist_smoke_run_writes_its_outputs(tmp_path):
 def test_bad_variant_is_a_clear_error():
   with pytest.raises(ValueError, match="rot_trans"):
     mnist_config.get_config("rotate")
+
+
+@pytest.mark.slow
+def test_aerial_smoke_run_writes_its_outputs(tmp_path):
+  from experiments.configs import aerial as aerial_config
+  config = aerial_config.get_config("smoke")
+  trainer.run(config, str(tmp_path))
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert saved["summary"]["headline_metric"] == "miou"
+  r = saved["per_seed"][0]
+  assert set(r["test_miou"]) == {"prior", "metasim", "oracle"}
+  for source, m in r["test_metrics"].items():
+    for name in ("car", "road", "house", "tree", "grass"):
+      assert 0.0 <= m[f"iou_{name}"] <= 1.0, (source, name)
+  assert "scene/road[0]/car[1].yaw" in r["attribute_stats"]["metasim"]
+  assert (tmp_path / "grid_seed0.png").stat().st_size > 0
+  # The run keeps its grammars beside the results.
+  assert json.loads((tmp_path / "target.json").read_text())["root"] == "scene"
