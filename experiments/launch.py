@@ -1,6 +1,7 @@
 """Shared entry point of the experiments: flags, config check, run."""
 
 import os
+import shlex
 import sys
 
 from absl import app, flags, logging
@@ -27,6 +28,9 @@ def main(argv):
   with open(os.path.join(_WORKDIR.value, "config.txt"), "w") as f:
     f.write(str(config))
   logging.info("config:\n%s", config)
-  trainer.run(config, _WORKDIR.value)
+  spec = getattr(sys.modules["__main__"], "__spec__", None)
+  program = f"python -m {spec.name}" if spec else f"python {sys.argv[0]}"
+  command = " ".join([program] + [shlex.quote(a) for a in sys.argv[1:]])
+  trainer.run(config, _WORKDIR.value, command)
 
 

@@ -51,6 +51,16 @@ def write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
+def write_bytes(path: str, data: bytes) -> None:
+  """Writes atomically (temp file + rename)."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
+  with os.fdopen(fd, "wb") as f:
+    f.write(data)
+  os.chmod(tmp, 0o644)
+  os.replace(tmp, path)
+
+
 def attribute_stats(attrs: np.ndarray, mask: np.ndarray,
                     names: Sequence[str], kinds: Sequence[str],
                     columns: Sequence[tuple[str, int, int]]) -> dict:
@@ -144,3 +154,42 @@ def save_curves(path: str, curves: Mapping[str, Mapping[str, Sequence]],
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def write_summary(path: str, summary: Mapping[str, Any],
+                  command: str) -> None:
+  """A Markdown run summary: command, results table, pictures (atomic)."""
+  s = summary["summary"]
+  head = s["headline_metric"]
+  sources = ("prior", "metasim", "oracle")
+  names = {"prior": "prob. grammar", "metasim": "Meta-Sim",
+           "oracle": "oracle"}
+  lines = [f"# {summary['experiment']}", "", "```bash", command, "```", "",
+           f"Test {head} (%) per seed, trained on each source's data:", "",
+           "| seed | " + " | ".join(names[x] for x in sources) + " |",
+           "|---|" + "---|" * len(sources)]
+  for i, seed in enumerate(s["seeds"][:len(summary["per_seed"])]):
+    lines.append(f"| {seed} | " + " | ".join(
+        f"{100 * s[f'test_{head}_per_seed'][x][i]:.1f}" for x in sources)
+        + " |")
+  means = s["test_metrics_mean"]
+  metrics = [k for k in means["prior"] if k.startswith("iou_")]
+  if metrics:
+    lines += ["", "Per-class IoU (%), mean over seeds:", "",
+              "| source | " + " | ".join(m[4:] for m in metrics) + " | "
+              f"{head} |", "|---|" + "---|" * (len(metrics) + 1)]
+    for x in sources:
+      lines.append(f"| {names[x]} | " + " | ".join(
+          f"{100 * means[x][m]:.1f}" for m in metrics + [head]) + " |")
+  lines += ["", f"Wall time: {s['wall_seconds'] / 60:.1f} min. "
+            f"Versions: " + ", ".join(f"{k} {v}" for k, v in
+                                      summary["versions"].items()), ""]
+  for r in summary["per_seed"]:
+    seed = r["seed"]
+    lines += [f"## Seed {seed}", "",
+              f"![samples](grid_seed{seed}.png)", "",
+              f"![curves](curves_seed{seed}.png)", ""]
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write("\n".join(lines))
+  os.replace(tmp, path)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from flax import serialization
 
 from metasim_jax import features as features_lib
 from metasim_jax import grammar as grammar_lib
@@ -170,8 +171,10 @@ def build_pipeline(config: ml_collections.ConfigDict):
   return pipe, feat_params
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Runs the experiment for every seed; writes results into ``workdir``."""
+def run(config: ml_collections.ConfigDict, workdir: str,
+        command: str = "") -> dict[str, Any]:
+  """Runs the experiment for every seed; writes results into ``workdir``:
+  results.json, summary.md (with ``command``), grids and curves."""
   t_start = time.perf_counter()
   if not config.seeds:
     raise ValueError("config.seeds is empty")
@@ -226,6 +229,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         task_step, probe, final, workdir))
     summary = _summarise(config, per_seed, t_start, pipe.headline)
     report.write_json(f"{workdir}/results.json", summary)
+    report.write_summary(f"{workdir}/summary.md", summary,
+                         command or f"trainer.run(config, {workdir!r})")
   logging.info("results: %s/results.json", workdir)
   return summary
 
@@ -370,6 +375,9 @@ def _run_seed(config, seed, pipe: pl.Pipeline, pools, feat_params,
       "curves": curves,
   }
   _write_pictures(config, pipe, params, pools, seed, test, curves, workdir)
+  # The trained generator, for sampling datasets later.
+  report.write_bytes(f"{workdir}/transformer_seed{seed}.msgpack",
+                     serialization.to_bytes(params))
   return out
 
 
@@ -409,7 +417,8 @@ def _measure(pipe, k_scene, k_kid, n, params, pools, feat_params, reference,
 
 def _write_pictures(config, pipe, params, pools, seed, test, curves, workdir):
   k = jax.random.key(10_000 + seed)
-  scene = pipe.sample(k, 10, pools, source="prior")
+  n = 10 if pipe.task == "classification" else min(10, len(test.labels))
+  scene = pipe.sample(k, n, pools, source="prior")
   moved = pipe.transform(params, scene)
   shown = pipe.render(scene, pools), pipe.render(moved, pools)
   if pipe.task == "segmentation":
@@ -418,8 +427,8 @@ def _write_pictures(config, pipe, params, pools, seed, test, curves, workdir):
             ("  its labels", colour(shown[0].semantic)),
             ("Meta-Sim", shown[1].image),
             ("  its labels", colour(shown[1].semantic)),
-            ("target", test.images[:10]),
-            ("  its labels", colour(test.labels[:10]))]
+            ("target", test.images[:n]),
+            ("  its labels", colour(test.labels[:n]))]
   else:
     rows = [("input (prior)", shown[0].image), ("Meta-Sim", shown[1].image),
             # The target set is sorted by label: show one of each class.

@@ -49,5 +49,8 @@ def test_aerial_smoke_run_writes_its_outputs(tmp_path):
       assert 0.0 <= m[f"iou_{name}"] <= 1.0, (source, name)
   assert "scene/road[0]/car[1].yaw" in r["attribute_stats"]["metasim"]
   assert (tmp_path / "grid_seed0.png").stat().st_size > 0
-  # The run keeps its grammars beside the results.
+  summary_md = (tmp_path / "summary.md").read_text()
+  assert "| Meta-Sim |" in summary_md and "![samples](grid_seed0.png)" in summary_md
+  # The run keeps its grammars and its trained generator.
+  assert (tmp_path / "transformer_seed0.msgpack").stat().st_size > 0
   assert json.loads((tmp_path / "target.json").read_text())["root"] == "scene"
