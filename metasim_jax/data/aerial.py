@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from metasim_jax.data import aerial_textures
+from metasim_jax.training.pipeline import LabeledSet
 from metasim_jax.types import TexturePool
 
 CLASSES = ("grass", "road", "car", "tree", "house")
@@ -32,7 +33,6 @@ def texture_pools(seed: int, counts: Mapping[str, int] | None = None
 def target_sets(key: jax.Array, pipe, pools: Mapping[str, TexturePool],
                 sizes: Mapping[str, int], batch: int = 500):
   """Renders disjoint target sets {'real', 'val', 'test'} -> LabeledSet."""
-  from metasim_jax.training.pipeline import LabeledSet  # avoid a cycle
   render = jax.jit(lambda k, n: _render_target(pipe, pools, k, n),
                    static_argnums=1)
   out = {}
