@@ -19,6 +19,8 @@ import os
 
 import ml_collections
 
+from experiments.configs import common
+
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "aerial")
 
 
@@ -59,34 +61,11 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
                 "inception_weights": "", "inception_layer": "Mixed_5d",
                 "inception_resize": 128}
 
-  c.mmd = ml_collections.ConfigDict()
-  c.mmd.weight = 1.0
-  c.mmd.steps = 400
-  c.mmd.batch_size = 50
-  c.mmd.lr = 1e-2
-  c.mmd.bandwidths = (0.5, 1.0, 2.0, 4.0)
   # The rasterizer is differentiable; "finite_diff" (the paper's) renders
-  # 2 x 13 perturbed copies of every scene and is ~10x slower here.
-  c.mmd.grad = "autodiff"
-  c.mmd.num_starts = 2
-  c.mmd.start_spread = 0.0
-  c.mmd.select_batch = 500
-  c.mmd.lr_decay = True
-
-  c.task = ml_collections.ConfigDict()
-  c.task.weight = 0.0
-  c.task.steps = 0
-  c.task.with_mmd = True
-  c.task.num_scenes = 200
-  c.task.inner_steps = 60
-  c.task.inner_batch = 16
-  c.task.lr = 2e-3
-  c.task.gen_lr = 3e-3
-  c.task.sigma = {"x": 1.0, "y": 1.0, "yaw": 5.0}
-  c.task.baseline_decay = 0.9
-  c.task.reward = "score"
-  c.task.fixed_init = True
-  c.task.noise = "per_scene"
+  # 2 x 13 perturbed copies of every scene and is ~6x slower here.
+  c.mmd = common.mmd(steps=400, grad="autodiff", num_starts=2, lr_decay=True)
+  c.task = common.task(num_scenes=200, inner_batch=16,
+                       sigma={"x": 1.0, "y": 1.0, "yaw": 5.0})
 
   c.tasknet = {"name": "unet", "kwargs": {"features": (16, 32, 64)}}
   c.eval = {"train_steps": 1500, "batch_size": 16, "lr": 2e-3,

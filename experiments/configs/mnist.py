@@ -16,6 +16,8 @@ dist.mean=180``, with no code change.
 
 import ml_collections
 
+from experiments.configs import common
+
 
 def digit_grammar(size: int, x: float, y: float, yaw: float,
                   pos_std: float = 1.0, yaw_std: float = 10.0) -> dict:
@@ -84,34 +86,10 @@ def get_config(arg: str = "rot") -> ml_collections.ConfigDict:
                 "inception_weights": "", "inception_layer": "Mixed_5d",
                 "inception_resize": 128}
 
-  # Distribution matching (MMD^2 on features), multi-start.
-  c.mmd = ml_collections.ConfigDict()
-  c.mmd.weight = 1.0
-  c.mmd.steps = 300
-  c.mmd.batch_size = 50
-  c.mmd.lr = 1e-2
-  c.mmd.bandwidths = (0.5, 1.0, 2.0, 4.0)  # x median real-real distance
-  c.mmd.grad = "finite_diff"  # or "autodiff"
-  c.mmd.num_starts = 4
-  c.mmd.start_spread = 0.0
-  c.mmd.select_batch = 500
-  c.mmd.lr_decay = False  # cosine decay of the MMD learning rate to 0
-
-  # Task meta-objective (Algorithm 1, REINFORCE).
-  c.task = ml_collections.ConfigDict()
-  c.task.weight = 0.0
-  c.task.steps = 0
-  c.task.with_mmd = True
-  c.task.num_scenes = 1000
-  c.task.inner_steps = 60
-  c.task.inner_batch = 50
-  c.task.lr = 2e-3
-  c.task.gen_lr = 3e-3
-  c.task.sigma = {"x": 1.0, "y": 1.0, "yaw": 10.0}
-  c.task.baseline_decay = 0.9
-  c.task.reward = "accuracy"
-  c.task.fixed_init = True
-  c.task.noise = "per_scene"  # Algorithm 1; "per_dataset" is ours
+  # Distribution matching (MMD^2 on features), multi-start, and the task
+  # meta-objective (Algorithm 1, REINFORCE).
+  c.mmd = common.mmd()
+  c.task = common.task(reward="accuracy")
 
   # 64x64: a stride-2 first convolution keeps the CPU cost of the task net
   # close to the 32x32 one (XLA's CPU convolutions are slow).
