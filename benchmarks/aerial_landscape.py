@@ -2,14 +2,17 @@
 set X_R of target-grammar scenes whose cars are moved off the road, for the
 pixel pyramid (MNIST's default) and the local statistics (Aerial2D's).
 
-  python -m benchmarks.aerial_landscape
+  python -m benchmarks.aerial_landscape [FEATURES...]
 
 Scenes are drawn from the target grammar, then the cars' across-road
 offset (and/or relative yaw) is redrawn uniformly in +-X px (+-Y degrees);
 everything else stays the target's.  Mean of 3 draws of 200 scenes.
-Also: the prior grammar as a whole, and the prior with the target's texture
+Cars rescaled (the target's scale is ~N(1, 0.06), the prior's U(0.45,
+0.65)).  Also: the prior grammar as a whole, and the prior with the target's texture
 seed replaced by another (a pure appearance gap).
 """
+
+import sys
 
 import jax
 import numpy as np
@@ -25,7 +28,8 @@ FEATURES = {"pyramid": {"name": "pyramid", "levels": 4, "sigma": 1.0},
                             "num_filters": 32, "filter_size": 5}}
 
 
-def main():
+def main(argv):
+  names = argv[1:] or list(FEATURES)
   config = aerial_config.get_config()
   pipe, _ = trainer.build_pipeline(config)
   pools, sets = trainer.build_data(config, pipe)
@@ -33,9 +37,10 @@ def main():
                                dict(config.textures.counts))
   g = pipe.target
   cars, x, yaw = g.slots_of("car"), g.col("x"), g.col("yaw")
+  scale = g.col("scale")
   n = 200
 
-  def images(key, across, turn, source="target", p=pools):
+  def images(key, across, turn, source="target", p=pools, size=None):
     scene = pipe.sample(key, n, p, source=source)
     a = scene.attrs
     k1, k2 = jax.random.split(jax.random.fold_in(key, 1))
@@ -45,6 +50,8 @@ def main():
     if turn:
       a = a.at[:, cars, yaw].set(jax.random.uniform(
           k2, (n, len(cars)), minval=-turn, maxval=turn))
+    if size is not None:
+      a = a.at[:, cars, scale].set(size)
     grammar = pipe.target if source == "target" else pipe.prior
     return pipe.render(scene.replace(attrs=a), p, grammar).image
 
@@ -52,20 +59,26 @@ def main():
            ("cars across-offset U(+-8 px)", 8, 0, "target", pools),
            ("cars across-offset U(+-16 px)", 16, 0, "target", pools),
            ("cars relative yaw U(+-180 deg)", 0, 180, "target", pools),
+           ("cars at scale 0.55 (prior's mean)", 0, 0, "target", pools,
+            0.55),
+           ("cars at scale 0.8", 0, 0, "target", pools, 0.8),
+           ("cars at scale 0.9", 0, 0, "target", pools, 0.9),
+           ("cars at scale 1.2", 0, 0, "target", pools, 1.2),
            ("prior grammar", 0, 0, "prior", pools),
            ("target, other texture seed", 0, 0, "target", other)]
-  for name, kw in FEATURES.items():
+  for name in names:
+    kw = FEATURES[name]
     params, fn = features_lib.create(**kw)
     fn = jax.jit(fn)
     target = MMDTarget.create(fn(params, sets["real"].images),
                               config.mmd.bandwidths)
     print(f"features {name}:")
-    for label, across, turn, source, p in cases:
+    for label, across, turn, source, p, *size in cases:
       v = [float(target.mmd2(fn(params, images(jax.random.key(s), across,
-                                                 turn, source, p))))
+                                                 turn, source, p, *size))))
            for s in range(3)]
       print(f"  {label:40s} MMD^2 {np.mean(v):.5f} +- {np.std(v):.5f}")
 
 
 if __name__ == "__main__":
-  main()
+  main(sys.argv)

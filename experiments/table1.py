@@ -1,6 +1,10 @@
 r"""Prints Table 1 (markdown) from the committed results of the MNIST runs.
 
   python -m experiments.table1 results/mnist_rot results/mnist_rot_trans
+
+An argument ``DIR1+DIR2`` joins the seeds of several runs of one experiment
+(their configs must agree except for ``seeds``), e.g. a 5-seed table from
+a run of seeds 0-2 and a run of seeds 3-4.
 """
 
 import json
@@ -11,27 +15,46 @@ import numpy as np
 PAPER = {"mnist_rot": (14.8, 99.5), "mnist_rot_trans": (13.1, 99.3)}
 
 
-def main(dirs):
+def load(arg: str) -> dict:
+  """Results of one run, or the seeds of several runs joined."""
+  runs = [json.load(open(f"{d}/results.json")) for d in arg.split("+")]
+  first = runs[0]
+  strip = lambda c: {k: v for k, v in c.items() if k != "seeds"}
+  for d, r in zip(arg.split("+")[1:], runs[1:]):
+    if strip(r["config"]) != strip(first["config"]):
+      sys.exit(f"error: {d} was run with another config than "
+               f"{arg.split('+')[0]}; cannot join their seeds")
+  per_seed = sorted((p for r in runs for p in r["per_seed"]),
+                    key=lambda p: p["seed"])
+  seeds = [p["seed"] for p in per_seed]
+  if len(set(seeds)) != len(seeds):
+    sys.exit(f"error: seeds {seeds} repeat across {arg}")
+  tol = first["summary"]["attribute_tolerance"]
+  ok = [all(err <= tol.get(name.rsplit(".", 1)[-1], np.inf)
+            for name, err in p["attribute_mean_error"].items())
+        for p in per_seed]
+  return {"experiment": first["experiment"], "per_seed": per_seed, "ok": ok}
+
+
+def main(args):
+  results = [load(a) for a in args]
   print("| experiment | seeds | prob. grammar | Meta-Sim | oracle | oracle - "
-        "Meta-Sim (max over seeds) | attributes on target | paper: prob. "
-        "grammar -> Meta-Sim |")
+        "Meta-Sim (mean; max over seeds) | attributes on target | paper: "
+        "prob. grammar -> Meta-Sim |")
   print("|---|---|---|---|---|---|---|---|")
-  for d in dirs:
-    r = json.load(open(f"{d}/results.json"))
-    s = r["summary"]
-    acc = {k: 100 * np.asarray(v) for k, v in
-           s["test_accuracy_per_seed"].items()}
+  for r in results:
+    acc = {k: 100 * np.asarray([p["test_accuracy"][k] for p in r["per_seed"]])
+           for k in ("prior", "metasim", "oracle")}
     fmt = lambda v: f"{v.mean():.1f} ± {v.std():.1f}"
-    gap = 100 * np.asarray(s["oracle_minus_metasim_per_seed"])
-    ok = s["attributes_within_tolerance_per_seed"]
+    gap = acc["oracle"] - acc["metasim"]
+    ok = r["ok"]
     paper = PAPER.get(r["experiment"], ("-", "-"))
-    print(f"| {r['experiment']} | {len(r['per_seed'])} | {fmt(acc['prior'])} | "
-          f"{fmt(acc['metasim'])} | {fmt(acc['oracle'])} | "
-          f"{gap.max():+.1f} | {sum(ok)}/{len(ok)} | "
+    print(f"| {r['experiment']} | {len(r['per_seed'])} | {fmt(acc['prior'])} "
+          f"| {fmt(acc['metasim'])} | {fmt(acc['oracle'])} | "
+          f"{gap.mean():+.1f}; {gap.max():+.1f} | {sum(ok)}/{len(ok)} | "
           f"{paper[0]} -> {paper[1]} |")
   print()
-  for d in dirs:
-    r = json.load(open(f"{d}/results.json"))
+  for r in results:
     print(f"{r['experiment']} per seed (test accuracy %, learned mean - "
           "target mean):")
     for p in r["per_seed"]:
