@@ -15,9 +15,12 @@ non-empty output dir without --overwrite) ends with one ``error:`` line and
 writes nothing.
 """
 
+import os
 import sys
 
 from absl import app, flags, logging
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # tfds imports TF
 
 from metasim_jax.export import generate as generate_lib
 from metasim_jax.export import run as run_lib

@@ -118,20 +118,30 @@ def _commit(tmp: str, out_dir: str) -> None:
 
 
 class _Progress:
+  """Progress lines; the rate counts from the first shard on (the first
+  one includes compilation)."""
+
   def __init__(self, total: int):
     self.total, self.start = total, time.perf_counter()
+    self.first = None  # (scenes, time) when the first shard was written
 
   def log(self, done: int) -> None:
-    dt = time.perf_counter() - self.start
-    rate = done / max(dt, 1e-9)
+    now = time.perf_counter()
+    if self.first is None:
+      self.first = (done, now)
+      logging.info("[generate] %d/%d scenes | first shard (with "
+                   "compilation) in %.1fs", done, self.total,
+                   now - self.start)
+      return
+    rate = (done - self.first[0]) / max(now - self.first[1], 1e-9)
     logging.info("[generate] %d/%d scenes (%.0f%%) | %.0f scenes/s | "
                  "%.1fs elapsed, ETA %.1fs", done, self.total,
-                 100.0 * done / self.total, rate, dt,
+                 100.0 * done / self.total, rate, now - self.start,
                  (self.total - done) / max(rate, 1e-9))
 
 
 def generate(run: TrainedRun, out_dir: str, *, num_scenes: int, fmt: str,
-             seed: int = 0, shard_size: int = DEFAULT_SHARD_SIZE,
+             seed: int, shard_size: int = DEFAULT_SHARD_SIZE,
              overwrite: bool = False, stuff: Sequence[str] | None = None,
              file_format: str = "array_record",
              on_shard: Callable[[int], None] | None = None) -> str:

@@ -86,6 +86,16 @@ def features(run: TrainedRun, things: Sequence[str]
   return tfds.features.FeaturesDict(out)
 
 
+def _hide_gpus_from_tensorflow() -> None:
+  """tfds encodes images with TensorFlow ops; keep TF off the GPUs JAX
+  uses (as flax's examples do)."""
+  import tensorflow as tf
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:  # devices already initialised
+    pass
+
+
 class TfdsWriter:
   """Streams a TFDS dataset into ``out_dir/<name>/1.0.0``."""
   tasks = ("classification", "segmentation")
@@ -97,6 +107,7 @@ class TfdsWriter:
     if g.num_slots > 254:
       raise ValueError("the instance map stores slot + 1 as uint8: at most "
                        "254 slots")
+    _hide_gpus_from_tensorflow()
     self.pipe = run.pipe
     self.name = dataset_name(run)
     self.data_dir = os.path.join(out_dir, self.name, VERSION)

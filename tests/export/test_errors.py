@@ -184,9 +184,10 @@ def test_overwrite_replaces_only_once_the_new_data_is_complete(runs,
 
   with pytest.raises(KeyboardInterrupt):
     generate_lib.generate(run, str(out), num_scenes=24, fmt="tfds",
-                          shard_size=10, overwrite=True, on_shard=interrupt)
+                          seed=0, shard_size=10, overwrite=True,
+                          on_shard=interrupt)
   assert os.listdir(out) == ["old.txt"] and not leftovers(tmp_path)
-  generate_lib.generate(run, str(out), num_scenes=24, fmt="tfds",
+  generate_lib.generate(run, str(out), num_scenes=24, fmt="tfds", seed=0,
                         shard_size=10, overwrite=True)
   assert sorted(os.listdir(out)) == ["metasim_mnist_rot_smoke"]
   assert not leftovers(tmp_path)
@@ -196,7 +197,7 @@ def test_empty_output_dir_is_used(runs, tmp_path):
   out = tmp_path / "out"
   out.mkdir()
   generate_lib.generate(runs["mnist"], str(out), num_scenes=24, fmt="tfds",
-                        shard_size=10)
+                        seed=0, shard_size=10)
   assert os.listdir(out) == ["metasim_mnist_rot_smoke"]
 
 
