@@ -8,7 +8,8 @@ Each (experiment, format, N) runs in its own process, which loads the run,
 writes N scenes into a temporary directory (deleted after) and reports the
 high-water mark of its resident memory (``ru_maxrss``).  Throughput is
 measured after the first shard (compilation excluded); the wall time of
-the whole command (imports, loading the run, compiling) is printed too.
+the whole command (imports, loading the run, compiling, writing) is printed
+too, and the machine's load average (other jobs share its 2 cores).
 """
 
 import json
@@ -27,7 +28,8 @@ _MNIST = flags.DEFINE_string("mnist_run", "", "MNIST run directory "
 _AERIAL = flags.DEFINE_string("aerial_run", "", "Aerial2D run directory "
                               "(default: train aerial.py:smoke).")
 _SIZES = flags.DEFINE_list("sizes", ["1000", "20000"], "Numbers of scenes.")
-_SHARD = flags.DEFINE_integer("shard_size", 500, "Scenes per shard.")
+_SHARD = flags.DEFINE_integer("shard_size", 256, "Scenes per shard (the "
+                              "default of experiments.generate).")
 _CHILD = flags.DEFINE_string("child", "", "Internal: run_dir,format,N.")
 
 CASES = (("mnist", "tfds"), ("aerial", "tfds"), ("aerial", "coco"),
@@ -51,6 +53,7 @@ def _child(spec: str) -> None:
         shard_size=_SHARD.value,
         on_shard=lambda done: marks.append((done, time.perf_counter())))
     t_end = time.perf_counter()
+    process_s = t_end - t0
     size = sum(os.path.getsize(os.path.join(d, f))
                for d, _, fs in os.walk(out) for f in fs)
   finally:
@@ -60,7 +63,7 @@ def _child(spec: str) -> None:
           else n / (t_end - t_start))
   print(json.dumps({
       "scenes_per_s": rate, "generate_s": t_end - t_start,
-      "process_s": time.perf_counter() - t0, "bytes": size,
+      "process_s": process_s, "bytes": size,
       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                      / 1024}))
 
@@ -98,8 +101,9 @@ def main(argv):
       m = json.loads(r.stdout.strip().splitlines()[-1])
       print(f"{name:6s} {fmt:5s} N={n:>6,d}: {m['scenes_per_s']:7,.0f} "
             f"scenes/s | generate {m['generate_s']:6.1f} s, whole command "
-            f"{m['process_s']:6.1f} s | {m['bytes'] / 2**20:7.1f} MiB "
-            f"written | peak RSS {m['peak_rss_mb']:6,.0f} MiB", flush=True)
+            f"{m['process_s']:6.1f} s | {m['bytes'] / 2**20:6.1f} MiB "
+            f"written | peak RSS {m['peak_rss_mb']:6,.0f} MiB | load "
+            f"{os.getloadavg()[0]:.1f}", flush=True)
   shutil.rmtree(tmp)
 
 

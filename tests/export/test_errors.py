@@ -172,6 +172,16 @@ def test_output_dir_that_is_a_file_or_holds_the_run(mnist_run, tmp_path):
   assert os.path.isfile(os.path.join(mnist_run, "results.json"))
 
 
+def test_output_dir_that_cannot_be_created(mnist_run, tmp_path):
+  f = tmp_path / "file"
+  f.write_text("x")
+  text = cli(f"--run_dir={mnist_run}", "--num_scenes=4",
+             f"--output_dir={f}/out")
+  assert text == (f"error: --output_dir={f}/out: cannot create it ({f} is "
+                  "not a directory)")
+  assert f.read_text() == "x"
+
+
 def test_overwrite_replaces_only_once_the_new_data_is_complete(runs,
                                                                tmp_path):
   run = runs["mnist"]

@@ -51,10 +51,10 @@ def rerender(run, attrs, node_mask):
 
 
 def assert_same_pixels(a, b, tolerance=0.002):
-  """Equal up to a few threshold pixels (float rounding across batches)."""
+  """Equal up to a few pixels (float rounding may differ with the batch
+  size at a threshold or a rounding boundary)."""
   a, b = np.asarray(a, np.int32), np.asarray(b, np.int32)
   assert a.shape == b.shape
-  assert np.abs(a - b).max() <= 1 or np.mean(a != b) <= tolerance
   assert np.mean(a != b) <= tolerance
 
 
