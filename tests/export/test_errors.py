@@ -20,15 +20,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
 
 
 def cli(*args: str) -> str:
-  """Runs experiments.generate's main in-process; returns its exit text."""
+  """Runs experiments.generate's main in-process; returns its exit text.
+
+  Sets the flags one by one (not ``FLAGS(argv)``, which would also check
+  flags that other modules mark required) and resets them after.
+  """
   from experiments import generate as cli_lib
-  flags.FLAGS.unparse_flags()
+  fv = flags.FLAGS
   try:
-    flags.FLAGS(["generate", *args])
+    for arg in args:
+      name, _, value = arg[2:].partition("=")
+      fv[name].parse(value or "true")
+      fv[name].present = 1
+    fv.mark_as_parsed()
     with pytest.raises(SystemExit) as e:
       cli_lib.main(["generate"])
   finally:
-    flags.FLAGS.unparse_flags()
+    fv.unparse_flags()
   return str(e.value.code)
 
 
