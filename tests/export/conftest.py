@@ -7,8 +7,9 @@ run directory that generation reads, with trainer's own writers:
 results.json (its "config"), grammar.json, target.json and
 transformer_seed0.msgpack, the Distribution Transformer as
 ``trainer.run`` initialises it (its trained values do not matter to the
-exporters; the real trainer -> generate path is the demonstration in
-results/bench_generate.txt).
+exporters; results/generate_demo.txt records generation from runs that
+trainer.run wrote, and test_a_full_trainer_run_directory_loads reads the
+committed results/aerial).
 
 XLA compilation dominates these tests, so they compile with
 ``jax_disable_most_optimizations`` (``fast_compile``), restored after.
