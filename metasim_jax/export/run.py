@@ -167,8 +167,9 @@ def load(run_dir: str, seed: int = 0) -> TrainedRun:
   try:
     pipe, _ = trainer.build_pipeline(config)
   except (ValueError, KeyError, TypeError, AttributeError) as e:
-    raise ExportError(f"{results_path}: its config does not build a "
-                      f"pipeline ({e})") from None
+    raise ExportError(f"{run_dir}: the config in results.json with "
+                      f"grammar.json / target.json does not build a pipeline "
+                      f"({e})") from None
 
   params_path = os.path.join(run_dir, f"transformer_seed{seed}.msgpack")
   if not os.path.isfile(params_path):

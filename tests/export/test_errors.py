@@ -127,6 +127,15 @@ def test_missing_or_corrupt_run_files(mnist_run, tmp_path, name, content,
   assert not out.exists() and not leftovers(tmp_path)
 
 
+def test_grammar_that_does_not_compile(mnist_run, tmp_path):
+  run_dir = copy_run(mnist_run, tmp_path / "run")
+  _break(run_dir, "grammar.json", b'{"root": "scene", "classes": {}}')
+  with pytest.raises(ExportError, match=f"^{run_dir}: the config in "
+                     "results.json with grammar.json / target.json does not "
+                     "build a pipeline"):
+    run_lib.load(run_dir)
+
+
 def test_msgpack_with_wrong_shapes_names_the_parameter(mnist_run, tmp_path):
   run_dir = copy_run(mnist_run, tmp_path / "run")
   path = os.path.join(run_dir, "transformer_seed0.msgpack")
