@@ -2,6 +2,8 @@
 
 from setuptools import find_packages, setup
 
+EXPORT = ["tensorflow-cpu>=2.15", "pycocotools>=2.0.7", "array-record>=0.5"]
+
 setup(
     name="metasim_jax",
     version="0.1.0",
@@ -28,6 +30,9 @@ setup(
         "pillow>=9.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "chex>=0.1.86"],
+        # python -m experiments.generate: tfds needs TensorFlow to write
+        # datasets; COCO masks are RLE-encoded with pycocotools.
+        "export": EXPORT,
+        "test": ["pytest>=7", "chex>=0.1.86"] + EXPORT,
     },
 )
