@@ -52,10 +52,14 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   config, workdir = _CONFIG.value, _WORKDIR.value
   resume, overwrite = _RESUME.value, _OVERWRITE.value
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)  # bad input: the error line alone
   try:
     check(config, workdir, resume=resume, overwrite=overwrite)
   except ValueError as e:  # CheckpointError is a ValueError
     sys.exit(f"error: {e}")
+  finally:
+    logging.set_verbosity(verbosity)
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config.txt"), "w") as f:
     f.write(str(config))

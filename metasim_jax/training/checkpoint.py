@@ -29,11 +29,15 @@ RESUMABLE_CHANGES = ("seeds", "checkpoint_every", "log_every")
 
 
 class _QuietOrbax(logging.Filter):
-  """Orbax logs ~20 INFO lines per save through absl; keep its warnings."""
+  """Orbax logs ~20 INFO lines per save through absl, and warns that a
+  read-only manager is read-only; keep its other warnings."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return (record.levelno >= logging.WARNING
-            or f"{os.sep}orbax{os.sep}" not in record.pathname)
+    if f"{os.sep}orbax{os.sep}" not in record.pathname:
+      return True
+    message = str(record.msg)
+    return (record.levelno >= logging.WARNING and "read only" not in message
+            and "read_only" not in message)
 
 
 logging.getLogger("absl").addFilter(_QuietOrbax())
@@ -162,16 +166,17 @@ class SeedCheckpoints:
       raise _unreadable(self.path(step), e) from None
     return _decode(got.state, target)
 
-  def verify(self, step: int) -> dict[str, Any]:
-    """Reads checkpoint ``step`` fully (meta and every array, without a
-    target); returns its meta.  Raises ``CheckpointError`` if unreadable."""
+  def read(self, step: int) -> tuple[dict[str, Any], Any]:
+    """(meta, state) of checkpoint ``step``, the state as stored (nested
+    dicts and lists of arrays, keys as key data): reads every array, so it
+    also verifies the checkpoint.  Raises ``CheckpointError``."""
     meta = self.read_meta(step)
     try:
-      self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore()))
+      state = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore())).state
     except Exception as e:
       raise _unreadable(self.path(step), e) from None
-    return meta
+    return meta, state
 
   def close(self) -> None:
     self._manager.close()
@@ -257,7 +262,7 @@ def check_workdir(workdir: str, config, seeds: Iterable[int], *,
     step = ckpt.latest()
     if step is None:  # only unfinished temporary directories
       continue
-    meta = ckpt.verify(step)
+    meta, _ = ckpt.read(step)
     for field in ("stage", "step", "config"):
       if field not in meta:
         raise CheckpointError(f"checkpoint {ckpt.path(step)} is unreadable "

@@ -257,7 +257,7 @@ class _Setup:
   mmd_tx: Any
   mmd_step: Any
   mmd_eval: Any
-  task_tx: Any
+  gen_tx: Any
   task_step: Any
   probe: Any
   final: dict[str, Any]
@@ -300,7 +300,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, command: str = "",
   tx = pl.adam(config.mmd.lr,
                decay_steps=config.mmd.steps if config.mmd.lr_decay else None)
   pre_tx = pl.adam(config.pretrain.lr)
-  task_tx = pl.adam(config.task.lr)
+  task_tx = pl.adam(config.task.lr)  # the task net inside task_step
+  gen_tx = pl.adam(config.task.gen_lr)  # the transformer in the task stage
   eval_tx = pl.adam(config.eval.lr, decay_steps=config.eval.train_steps)
   probe_tx = pl.adam(config.eval.lr, decay_steps=config.eval.probe_steps)
   pretrain_step = pl.make_pretrain_step(pipe, pre_tx, config.pretrain.batch_size)
@@ -309,7 +310,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, command: str = "",
   task_step = None
   if config.task.weight and config.task.steps:
     task_step = pl.make_task_step(
-        pipe, pl.adam(config.task.gen_lr), task_tx,
+        pipe, gen_tx, task_tx,
         num_scenes=config.task.num_scenes,
         inner_steps=config.task.inner_steps,
         inner_batch=config.task.inner_batch,
@@ -330,7 +331,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, command: str = "",
       feat_params=feat_params, target_mmd=target_mmd, test_ref=test_ref,
       val=val, test=test, pretrain_tx=pre_tx, pretrain_step=pretrain_step,
       mmd_tx=tx, mmd_step=mmd_step, mmd_eval=mmd_eval,
-      task_tx=pl.adam(config.task.gen_lr), task_step=task_step, probe=probe,
+      gen_tx=gen_tx, task_step=task_step, probe=probe,
       final=final, steps={
           "pretrain": config.pretrain.steps,
           "mmd": config.mmd.steps if config.mmd.weight else 0,
@@ -407,7 +408,7 @@ class _Seed:
 
   def task_state(self, params) -> pl.MetaSimState:
     return pl.init_state(self.k_task, jax.tree.map(lambda x: x[None], params),
-                         self.setup.task_tx)
+                         self.setup.gen_tx)
 
   def state_shape(self, stage: str):
     """Shapes and dtypes of the state checkpointed in ``stage``."""
@@ -691,7 +692,8 @@ def _evaluate(setup: _Setup, run: _Seed, params, state, start: int):
                         for m in ("mmd2", "kid")}, "eval/")
   run.tb.image("samples/prior_metasim_target", grid, step)
   for source, cols in values.items():
-    for name, v in cols.items():
+    for name, v in cols.items():  # scene/digit[0].yaw -> scene/digit0.yaw
+      name = name.replace("[", "").replace("]", "")
       run.tb.histogram(f"attributes/{source}/{name}", v, step)
   run.record["result"] = out
   run.save("done", 0, params)
@@ -736,13 +738,19 @@ def _measure(pipe, k_scene, k_kid, n, params, pools, feat_params, reference,
           features_lib.kid(k_kid, feats, reference.feats))
 
 
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _picture_renders(pipe, key, n, params, pools):
+  """Renders of ``n`` prior scenes and of the same scenes transformed."""
+  scene = pipe.sample(key, n, pools, source="prior")
+  return pipe.render(scene, pools), pipe.render(pipe.transform(params, scene),
+                                                pools)
+
+
 def _write_pictures(config, pipe, params, pools, seed, test, curves, workdir):
   """Writes the sample grid and curves PNGs; returns the grid [H, W, 3]."""
   k = jax.random.key(10_000 + seed)
   n = 10 if pipe.task == "classification" else min(10, len(test.labels))
-  scene = pipe.sample(k, n, pools, source="prior")
-  moved = pipe.transform(params, scene)
-  shown = pipe.render(scene, pools), pipe.render(moved, pools)
+  shown = _picture_renders(pipe, k, n, params, pools)
   if pipe.task == "segmentation":
     colour = report.colorize
     rows = [("input (prior)", shown[0].image),
