@@ -1,5 +1,7 @@
 """Shared entry point of the experiments: flags, checks, run.
 
+  app.run(launch.main, flags_parser=launch.parse_flags)
+
   python -m experiments.mnist --flagfile=... --workdir=DIR      # fresh run
   python -m experiments.mnist --flagfile=... --workdir=DIR --resume
   python -m experiments.mnist --flagfile=... --workdir=DIR --overwrite
@@ -31,6 +33,31 @@ _OVERWRITE = flags.DEFINE_bool(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _one_line(e: BaseException) -> str:
+  """The message of ``e`` on one line (the cause, if it holds a
+  traceback or a file error)."""
+  while e.args and isinstance(e.args[0], BaseException):
+    e = e.args[0]  # ml_collections wraps a KeyError in an AttributeError
+  text = str(e.args[0]) if len(e.args) == 1 else str(e)
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  if not lines:
+    return type(e).__name__
+  if "Traceback" in text or isinstance(e, OSError):
+    return lines[-1]
+  return "; ".join(lines)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing; a bad flag (an unknown ``--config.`` field, a
+  value of the wrong type, a config file that raises) is one error line."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:  # an unknown --config.x field
+    sys.exit(f"error: bad flag: the config has no field {_one_line(e)}")
+  except Exception as e:  # flags.Error, and whatever a config file raises
+    sys.exit(f"error: bad flag: {_one_line(e)}")
+
+
 def check(config, workdir: str, *, resume: bool, overwrite: bool) -> None:
   """All checks of the input before any work; raises ``ValueError`` (the
   message names the bad value) and writes nothing."""
@@ -58,6 +85,8 @@ def main(argv):
     check(config, workdir, resume=resume, overwrite=overwrite)
   except ValueError as e:  # CheckpointError is a ValueError
     sys.exit(f"error: {e}")
+  except OSError as e:  # a config file that did not load, an unreadable dir
+    sys.exit(f"error: {_one_line(e)}")
   finally:
     logging.set_verbosity(verbosity)
   os.makedirs(workdir, exist_ok=True)

@@ -8,7 +8,6 @@ each run after the first compiles almost nothing.
 """
 
 import json
-import os
 import pathlib
 import random
 import re
@@ -228,6 +227,15 @@ def test_cli_errors_are_one_line_and_change_nothing(reference, tmp_path):
   assert out.returncode == 1
   assert out.stderr.strip() == ("error: config.pretrain.steps must be >= 0, "
                                 "got -1")
+  assert not (tmp_path / "new").exists()
+  # An unknown config field: the flag parser's error, as one line.
+  out = subprocess.run(CLI + ["--config.dataset=cifar",
+                              f"--workdir={tmp_path / 'new'}"],
+                       cwd=ROOT, capture_output=True, text=True)
+  assert out.returncode == 1
+  assert out.stderr.strip() == ("error: bad flag: the config has no field "
+                                "'dataset'; Did you mean \"data_seed\" "
+                                "instead of \"dataset\"?")
   assert not (tmp_path / "new").exists()
   # --resume from a corrupt checkpoint: nothing is written.
   workdir = tmp_path / "w"
