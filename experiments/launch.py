@@ -6,9 +6,12 @@
   python -m experiments.mnist --flagfile=... --workdir=DIR --resume
   python -m experiments.mnist --flagfile=... --workdir=DIR --overwrite
 
-Bad input (a config value out of range, a workdir that does not fit the
-mode, an unreadable checkpoint) and a NaN/Inf in training end the program
-with one ``error: ...`` line, before anything in the workdir is changed.
+Bad input (a bad flag, a config value out of range, a workdir that does
+not fit the mode, an unreadable or other run's checkpoint) ends the program
+with one ``error: ...`` line before anything in the workdir is changed.  A
+NaN/Inf in training stops it with one ``error: ...`` line naming the seed,
+stage, step and quantity; its newest checkpoint is then the last finite
+state.
 """
 
 import os

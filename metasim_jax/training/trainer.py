@@ -389,11 +389,11 @@ class _Seed:
     return sum(steps[s] + 1 for s in STAGES[:STAGES.index(stage)]) + step
 
   # -------------------------------------------------- params and states
-  def init_params(self, key=None):
+  def init_params(self):
     pipe = self.setup.pipe
-    key = self.k_init if key is None else key
-    scene = grammar_lib.sample(key, pipe.prior, 2, self.setup.pools)
-    return transformer_lib.init(key, pipe.transformer, pipe.prior, scene)
+    scene = grammar_lib.sample(self.k_init, pipe.prior, 2, self.setup.pools)
+    return transformer_lib.init(self.k_init, pipe.transformer, pipe.prior,
+                                scene)
 
   def mmd_state(self, params) -> pl.MetaSimState:
     """K starts around the pre-trained params (``_start_offsets``)."""
@@ -412,14 +412,15 @@ class _Seed:
 
   def state_shape(self, stage: str):
     """Shapes and dtypes of the state checkpointed in ``stage``."""
-    params = jax.eval_shape(self.init_params, self.k_init)
-    tx, starts = self.setup.pretrain_tx, self.setup.config.mmd.num_starts
+    params = jax.eval_shape(self.init_params)
+    config = self.setup.config
     if stage == "pretrain":
-      return {"params": params, "opt_state": jax.eval_shape(tx.init, params)}
-    if stage == "mmd":
-      k = starts if self.setup.config.mmd.weight else 1
+      return {"params": params,
+              "opt_state": jax.eval_shape(self.setup.pretrain_tx.init, params)}
+    if stage == "mmd":  # mmd_state's offsets change values, not shapes
+      starts = config.mmd.num_starts if config.mmd.weight else 1
       return jax.eval_shape(lambda p: pl.init_state(
-          self.k_mmd, jax.tree.map(lambda x: jnp.stack([x] * k), p),
+          self.k_mmd, jax.tree.map(lambda x: jnp.stack([x] * starts), p),
           self.setup.mmd_tx), params)
     if stage == "task":
       return jax.eval_shape(self.task_state, params)
