@@ -14,6 +14,7 @@ stage, step and quantity; its newest checkpoint is then the last finite
 state.
 """
 
+import fcntl
 import os
 import shlex
 import sys
@@ -77,6 +78,18 @@ def check(config, workdir: str, *, resume: bool, overwrite: bool) -> None:
                            overwrite=overwrite)
 
 
+def _lock(workdir: str):
+  """Holds ``workdir/.lock`` (released when the process ends, also when it
+  is killed); exits if another process holds it."""
+  f = open(os.path.join(workdir, ".lock"), "a")
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    sys.exit(f"error: another process is running in {workdir} (it holds "
+             f"{f.name}); wait for it to end or stop it")
+  return f
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -93,6 +106,7 @@ def main(argv):
   finally:
     logging.set_verbosity(verbosity)
   os.makedirs(workdir, exist_ok=True)
+  lock = _lock(workdir)  # pylint: disable=unused-variable
   with open(os.path.join(workdir, "config.txt"), "w") as f:
     f.write(str(config))
   logging.info("config:\n%s", config)

@@ -7,6 +7,7 @@ of the test session (tests/conftest.py) is shared with the subprocesses, so
 each run after the first compiles almost nothing.
 """
 
+import fcntl
 import json
 import pathlib
 import random
@@ -237,9 +238,20 @@ def test_cli_errors_are_one_line_and_change_nothing(reference, tmp_path):
                                 "'dataset'; Did you mean \"data_seed\" "
                                 "instead of \"dataset\"?")
   assert not (tmp_path / "new").exists()
-  # --resume from a corrupt checkpoint: nothing is written.
+  # --resume while another process runs there: nothing is written.
   workdir = tmp_path / "w"
   shutil.copytree(reference, workdir)
+  before = _files(workdir)
+  with open(workdir / ".lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    out = subprocess.run(CLI + [f"--workdir={workdir}", "--resume"],
+                         cwd=ROOT, capture_output=True, text=True)
+  assert out.returncode == 1
+  assert out.stderr.strip() == (f"error: another process is running in "
+                                f"{workdir} (it holds {workdir}/.lock); wait "
+                                "for it to end or stop it")
+  assert _files(workdir) == {**before, workdir / ".lock": b""}
+  # --resume from a corrupt checkpoint: nothing is written.
   newest = workdir / "checkpoints" / "seed1" / str(
       max(checkpoint.steps_on_disk(str(workdir))[1]))
   for p in (newest / "state").rglob("*"):
