@@ -158,10 +158,11 @@ def save_curves(path: str, curves: Mapping[str, Mapping[str, Sequence]],
 
 
 def write_summary(path: str, summary: Mapping[str, Any], command: str,
-                  tensorboard_dir: str = "") -> None:
+                  tensorboard_dir: str = "", checkpoint_dir: str = "") -> None:
   """A Markdown run summary: command, results table, pictures (atomic).
 
-  ``tensorboard_dir``: the run's TensorBoard logs, relative to the summary.
+  ``tensorboard_dir``, ``checkpoint_dir``: the run's TensorBoard logs and
+  checkpoints, relative to the summary.
   """
   s = summary["summary"]
   head = s["headline_metric"]
@@ -192,6 +193,9 @@ def write_summary(path: str, summary: Mapping[str, Any], command: str,
     lines += [f"TensorBoard logs (one folder per seed): `{tensorboard_dir}/`;"
               f" view with `tensorboard --logdir {tensorboard_dir}` from this "
               "folder.", ""]
+  if checkpoint_dir:
+    lines += [f"Checkpoints (one folder per seed): `{checkpoint_dir}/`; a "
+              "stopped run continues from them with `--resume`.", ""]
   for r in summary["per_seed"]:
     seed = r["seed"]
     lines += [f"## Seed {seed}", "",

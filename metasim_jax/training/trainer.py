@@ -346,7 +346,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, command: str = "",
     report.write_json(f"{workdir}/results.json", summary)
     report.write_summary(f"{workdir}/summary.md", summary,
                          command or f"trainer.run(config, {workdir!r})",
-                         tensorboard_dir=TB_DIRNAME)
+                         tensorboard_dir=TB_DIRNAME,
+                         checkpoint_dir=checkpoint.DIRNAME)
   logging.info("results: %s/results.json; TensorBoard: tensorboard "
                "--logdir %s", workdir, os.path.join(workdir, TB_DIRNAME))
   return summary
@@ -637,9 +638,9 @@ def _evaluate(setup: _Setup, run: _Seed, params, state, start: int):
                                   for k in runs[0]}
     means = {k: float(np.nanmean(v))
              for k, v in run.record["eval"][source].items()}
-    run.tb.scalars(run.global_step("eval", j + 1),
-                   {f"test_{k}/{source}": v for k, v in means.items()},
-                   "eval/")
+    run.tb.scalars(run.global_step("eval", j + 1), {
+        ("" if k == "train_loss" else "test_") + f"{k}/{source}": v
+        for k, v in means.items()}, "eval/")
     logging.info("[eval] trained on %-8s -> test %s %.4f (%s)", source,
                  head, means[head], ", ".join(
                      f"{a:.4f}" for a in run.record["eval"][source][head]))

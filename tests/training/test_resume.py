@@ -118,7 +118,8 @@ def test_tensorboard_has_scalars_images_histograms(reference):
               "mmd/mmd2_train_batch/start1", "mmd/probe_accuracy_on_V",
               "task/reward", "task/baseline", "task/val_score",
               "eval/test_accuracy/prior", "eval/test_accuracy/metasim",
-              "eval/test_accuracy/oracle", "eval/kid_vs_test/metasim",
+              "eval/test_accuracy/oracle", "eval/train_loss/prior",
+              "eval/kid_vs_test/metasim",
               "eval/mmd2_vs_test/oracle"):
     assert tag in tags["scalars"], tag
   results = json.loads((reference / "results.json").read_text())
@@ -132,6 +133,7 @@ def test_tensorboard_has_scalars_images_histograms(reference):
     assert hist.histogram_value.num == 16  # config.eval.num_scenes
   summary = (reference / "summary.md").read_text()
   assert "tensorboard --logdir tb" in summary
+  assert "`checkpoints/`" in summary and "`--resume`" in summary
 
 
 @pytest.mark.slow
