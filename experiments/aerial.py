@@ -10,4 +10,4 @@ from absl import app
 from experiments import launch
 
 if __name__ == "__main__":
-  app.run(launch.main)
+  app.run(launch.main, flags_parser=launch.parse_flags)

@@ -1,5 +1,20 @@
-"""Shared entry point of the experiments: flags, config check, run."""
+"""Shared entry point of the experiments: flags, checks, run.
 
+  app.run(launch.main, flags_parser=launch.parse_flags)
+
+  python -m experiments.mnist --flagfile=... --workdir=DIR      # fresh run
+  python -m experiments.mnist --flagfile=... --workdir=DIR --resume
+  python -m experiments.mnist --flagfile=... --workdir=DIR --overwrite
+
+Bad input (a bad flag, a config value out of range, a workdir that does
+not fit the mode, an unreadable or other run's checkpoint) ends the program
+with one ``error: ...`` line before anything in the workdir is changed.  A
+NaN/Inf in training stops it with one ``error: ...`` line naming the seed,
+stage, step and quantity; its newest checkpoint is then the last finite
+state.
+"""
+
+import fcntl
 import os
 import shlex
 import sys
@@ -7,30 +22,98 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from metasim_jax.training import trainer
+from metasim_jax.training import checkpoint, trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (ml_collections).",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.")
+_RESUME = flags.DEFINE_bool(
+    "resume", False, "Continue the run in --workdir from its newest "
+    "checkpoints (same config; seeds already finished are not run again).")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Start afresh in a --workdir that has checkpoints: "
+    "deletes them and the TensorBoard logs.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _one_line(e: BaseException) -> str:
+  """The message of ``e`` on one line (the cause, if it holds a
+  traceback or a file error)."""
+  while e.args and isinstance(e.args[0], BaseException):
+    e = e.args[0]  # ml_collections wraps a KeyError in an AttributeError
+  text = str(e.args[0]) if len(e.args) == 1 else str(e)
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  if not lines:
+    return type(e).__name__
+  if "Traceback" in text or isinstance(e, OSError):
+    return lines[-1]
+  return "; ".join(lines)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing; a bad flag (an unknown ``--config.`` field, a
+  value of the wrong type, a config file that raises) is one error line."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:  # an unknown --config.x field
+    sys.exit(f"error: bad flag: the config has no field {_one_line(e)}")
+  except Exception as e:  # flags.Error, and whatever a config file raises
+    sys.exit(f"error: bad flag: {_one_line(e)}")
+
+
+def check(config, workdir: str, *, resume: bool, overwrite: bool) -> None:
+  """All checks of the input before any work; raises ``ValueError`` (the
+  message names the bad value) and writes nothing."""
+  trainer.check_config(config)
+  try:  # grammars, names and values used to build the pipeline
+    trainer.build_pipeline(config)
+  except KeyError as e:
+    raise ValueError(f"in the config: unknown name {e}") from None
+  except ValueError as e:  # GrammarError is a ValueError
+    raise ValueError(f"in the config: {e}") from None
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ValueError(f"--workdir {workdir} is a file, not a folder")
+  checkpoint.check_workdir(workdir, config, config.seeds, resume=resume,
+                           overwrite=overwrite)
+
+
+def _lock(workdir: str):
+  """Holds ``workdir/.lock`` (released when the process ends, also when it
+  is killed); exits if another process holds it."""
+  f = open(os.path.join(workdir, ".lock"), "a")
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    sys.exit(f"error: another process is running in {workdir} (it holds "
+             f"{f.name}); wait for it to end or stop it")
+  return f
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  config = _CONFIG.value
-  try:  # validate grammars, names and values before any work is done
-    trainer.build_pipeline(config)
-  except (ValueError, KeyError) as e:  # GrammarError is a ValueError
-    sys.exit(f"error in the config: {e}")
-  os.makedirs(_WORKDIR.value, exist_ok=True)
-  with open(os.path.join(_WORKDIR.value, "config.txt"), "w") as f:
+  config, workdir = _CONFIG.value, _WORKDIR.value
+  resume, overwrite = _RESUME.value, _OVERWRITE.value
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)  # bad input: the error line alone
+  try:
+    check(config, workdir, resume=resume, overwrite=overwrite)
+  except ValueError as e:  # CheckpointError is a ValueError
+    sys.exit(f"error: {e}")
+  except OSError as e:  # a config file that did not load, an unreadable dir
+    sys.exit(f"error: {_one_line(e)}")
+  finally:
+    logging.set_verbosity(verbosity)
+  os.makedirs(workdir, exist_ok=True)
+  lock = _lock(workdir)  # pylint: disable=unused-variable
+  with open(os.path.join(workdir, "config.txt"), "w") as f:
     f.write(str(config))
   logging.info("config:\n%s", config)
   spec = getattr(sys.modules["__main__"], "__spec__", None)
   program = f"python -m {spec.name}" if spec else f"python {sys.argv[0]}"
   command = " ".join([program] + [shlex.quote(a) for a in sys.argv[1:]])
-  trainer.run(config, _WORKDIR.value, command)
-
-
+  try:
+    trainer.run(config, workdir, command, resume=resume, overwrite=overwrite)
+  except (checkpoint.CheckpointError, checkpoint.NonFiniteError) as e:
+    sys.exit(f"error: {e}")

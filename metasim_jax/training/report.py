@@ -13,7 +13,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "jraph", "numpy", "mlxtend",
-            "ml_collections", "metasim_jax")
+            "ml_collections", "orbax-checkpoint", "tensorboardX",
+            "metasim_jax")
 
 
 def versions() -> dict[str, str]:
@@ -156,9 +157,13 @@ def save_curves(path: str, curves: Mapping[str, Mapping[str, Sequence]],
   plt.close(fig)
 
 
-def write_summary(path: str, summary: Mapping[str, Any],
-                  command: str) -> None:
-  """A Markdown run summary: command, results table, pictures (atomic)."""
+def write_summary(path: str, summary: Mapping[str, Any], command: str,
+                  tensorboard_dir: str = "", checkpoint_dir: str = "") -> None:
+  """A Markdown run summary: command, results table, pictures (atomic).
+
+  ``tensorboard_dir``, ``checkpoint_dir``: the run's TensorBoard logs and
+  checkpoints, relative to the summary.
+  """
   s = summary["summary"]
   head = s["headline_metric"]
   sources = ("prior", "metasim", "oracle")
@@ -184,6 +189,13 @@ def write_summary(path: str, summary: Mapping[str, Any],
   lines += ["", f"Wall time: {s['wall_seconds'] / 60:.1f} min. "
             f"Versions: " + ", ".join(f"{k} {v}" for k, v in
                                       summary["versions"].items()), ""]
+  if tensorboard_dir:
+    lines += [f"TensorBoard logs (one folder per seed): `{tensorboard_dir}/`;"
+              f" view with `tensorboard --logdir {tensorboard_dir}` from this "
+              "folder.", ""]
+  if checkpoint_dir:
+    lines += [f"Checkpoints (one folder per seed): `{checkpoint_dir}/`; a "
+              "stopped run continues from them with `--resume`.", ""]
   for r in summary["per_seed"]:
     seed = r["seed"]
     lines += [f"## Seed {seed}", "",

@@ -11,10 +11,8 @@ from metasim_jax.training import trainer
 
 
 @pytest.mark.slow
-def test_mnist_smoke_run_writes_its_outputs(tmp_path):
-  config = mnist_config.get_config("rot,smoke,both")
-  config.seeds = (0, 1)
-  summary = trainer.run(config, str(tmp_path))
+def test_mnist_smoke_run_writes_its_outputs(smoke_run):
+  tmp_path, summary = smoke_run  # rot,smoke,both with seeds (0, 1)
   saved = json.loads((tmp_path / "results.json").read_text())
   assert saved["summary"]["seeds"] == [0, 1]
   assert len(saved["per_seed"]) == 2
