@@ -22,6 +22,7 @@ from absl import app, flags, logging
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # tfds imports TF
 
+from experiments import flags_common
 from metasim_jax.export import generate as generate_lib
 from metasim_jax.export import run as run_lib
 from metasim_jax.export.errors import ExportError
@@ -37,8 +38,7 @@ _RUN_SEED = flags.DEFINE_integer("run_seed", 0, "Which trained seed of the "
                                  "run: transformer_seed{run_seed}.msgpack.")
 _SHARD = flags.DEFINE_integer("shard_size", generate_lib.DEFAULT_SHARD_SIZE,
                               "Scenes per jitted batch and per file shard.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a non-empty "
-                               "--output_dir (once the new data is done).")
+_OVERWRITE = flags_common.OVERWRITE
 _FILE_FORMAT = flags.DEFINE_enum(
     "tfds_file_format", "array_record", list(generate_lib.TFDS_FILE_FORMATS),
     "TFDS files: array_record (as_data_source) or tfrecord (as_dataset).")

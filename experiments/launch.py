@@ -22,6 +22,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments import flags_common
 from metasim_jax.training import checkpoint, trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -31,9 +32,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.")
 _RESUME = flags.DEFINE_bool(
     "resume", False, "Continue the run in --workdir from its newest "
     "checkpoints (same config; seeds already finished are not run again).")
-_OVERWRITE = flags.DEFINE_bool(
-    "overwrite", False, "Start afresh in a --workdir that has checkpoints: "
-    "deletes them and the TensorBoard logs.")
+_OVERWRITE = flags_common.OVERWRITE
 flags.mark_flags_as_required(["config", "workdir"])
 
 
