@@ -13,9 +13,16 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
+    # experiments/configs has no __init__.py (config files are loaded by
+    # path), so find_packages skips it: name it to install its modules.
     packages=find_packages(include=["metasim_jax", "metasim_jax.*",
-                                    "experiments", "experiments.*"]),
-    package_data={"experiments": ["configs/*.flags"]},
+                                    "experiments", "experiments.*"])
+    + ["experiments.configs"],
+    # Flag files and the Aerial2D grammars (configs/aerial/*.json);
+    # tests/test_packaging.py checks that every data file is matched.
+    # "**" needs setuptools >= 62.3 (recursive globs).
+    package_data={"experiments": ["configs/**/*.flags",
+                                  "configs/**/*.json"]},
     install_requires=[
         "jax>=0.4.30",
         "flax>=0.8",

@@ -8,23 +8,22 @@ The whole experiment's wall time is in its results JSON
 """
 
 import dataclasses
-import functools
 
 import jax
 
 from benchmarks.common import timeit
 from experiments.configs import aerial as aerial_config
 from metasim_jax import grammar as grammar_lib
+from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import transformer as transformer_lib
 from metasim_jax.data import aerial
 from metasim_jax.features import MMDTarget
-from metasim_jax.training import pipeline as pl
-from metasim_jax.training import trainer
+from metasim_jax.training import steps as pl
 
 
 def main():
   config = aerial_config.get_config()
-  pipe, feat_params = trainer.build_pipeline(config)
+  pipe, feat_params = pipeline_lib.build(config)
   pools = aerial.texture_pools(config.textures.grammar_seed,
                                dict(config.textures.counts))
   batch = 1024
@@ -39,11 +38,11 @@ def main():
           f"({t * 1e3:.1f} ms per batch of {batch})")
 
   # One MMD step (K starts, batch 50 against 500 target images).
-  sets = aerial.target_sets(jax.random.key(1), pipe,
+  sets = aerial.render_sets(jax.random.key(1), pipe,
                             aerial.texture_pools(2, dict(config.textures.counts)),
                             {"real": 500, "val": 2, "test": 2})
   target = MMDTarget.create(pipe.feature_fn(feat_params, sets["real"].images),
-                            config.mmd.bandwidths)
+                            config.mmd.median_multiples)
   small = grammar_lib.sample(jax.random.key(2), pipe.prior, 2, pools)
   params = transformer_lib.init(jax.random.key(3), pipe.transformer,
                                 pipe.prior, small)
@@ -69,14 +68,21 @@ def main():
     print(f"MMD step, {mode}, {k} starts x {config.mmd.batch_size} scenes: "
           f"{t * 1e3:.0f} ms")
 
-  # One U-Net training step on freshly generated scenes.
+  # One U-Net training step on freshly generated scenes: 20 steps of the
+  # host-loop task-net trainer (sample, render, forward, backward, Adam),
+  # then the score on a 2-image set (negligible).
   eval_tx = pl.adam(config.eval.lr)
+  score = jax.jit(pipe.score)
   for bs in (config.eval.batch_size,):
-    run = pl.make_train_and_score(pipe, eval_tx, steps=20, batch=bs,
-                                  source="prior")
-    run(jax.random.key(5), params, pools, sets["val"])  # compile
-    t = timeit(functools.partial(run, jax.random.key(6), params, pools,
-                                 sets["val"]), repeats=3, warmup=0)
+    task_trainer = pipe.task_trainer(eval_tx, steps=20, batch=bs,
+                                     source="prior")
+
+    def train_and_score(key):
+      task_params, loss = task_trainer.run(key, params, pools)
+      return score(task_params, sets["val"]), loss
+
+    train_and_score(jax.random.key(5))  # compile
+    t = timeit(train_and_score, jax.random.key(6), repeats=3, warmup=0)
     print(f"U-Net training step (batch {bs}, 64x64, incl. rendering): "
           f"{t / 20 * 1e3:.0f} ms")
 

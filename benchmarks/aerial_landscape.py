@@ -19,9 +19,9 @@ import numpy as np
 
 from experiments.configs import aerial as aerial_config
 from metasim_jax import features as features_lib
+from metasim_jax import pipeline as pipeline_lib
 from metasim_jax.data import aerial
 from metasim_jax.features import MMDTarget
-from metasim_jax.training import trainer
 
 FEATURES = {"pyramid": {"name": "pyramid", "levels": 4, "sigma": 1.0},
             "local_stats": {"name": "local_stats", "levels": 4,
@@ -31,8 +31,8 @@ FEATURES = {"pyramid": {"name": "pyramid", "levels": 4, "sigma": 1.0},
 def main(argv):
   names = argv[1:] or list(FEATURES)
   config = aerial_config.get_config()
-  pipe, _ = trainer.build_pipeline(config)
-  pools, sets = trainer.build_data(config, pipe)
+  pipe, _ = pipeline_lib.build(config)
+  pools, sets = pipeline_lib.build_data(config, pipe)
   other = aerial.texture_pools(config.textures.grammar_seed + 100,
                                dict(config.textures.counts))
   g = pipe.target
@@ -71,7 +71,7 @@ def main(argv):
     params, fn = features_lib.create(**kw)
     fn = jax.jit(fn)
     target = MMDTarget.create(fn(params, sets["real"].images),
-                              config.mmd.bandwidths)
+                              config.mmd.median_multiples)
     print(f"features {name}:")
     for label, across, turn, source, p, *size in cases:
       v = [float(target.mmd2(fn(params, images(jax.random.key(s), across,

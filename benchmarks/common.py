@@ -9,10 +9,10 @@ import numpy as np
 
 from experiments.configs import mnist as mnist_config
 from metasim_jax import grammar as grammar_lib
+from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import transformer as transformer_lib
 from metasim_jax.data import mnist
 from metasim_jax.features import MMDTarget
-from metasim_jax.training import trainer
 
 
 def problem(variant: str = "rot", **overrides):
@@ -24,17 +24,17 @@ def problem(variant: str = "rot", **overrides):
     for p in path:
       node = node[p]
     node[last] = v
-  pipe, feat_params = trainer.build_pipeline(config)
+  pipe, feat_params = pipeline_lib.build(config)
   images, labels = mnist.load_digits(config.digits, config.data_dir or None)
   parts = mnist.split(images, labels, dict(config.splits), config.data_seed)
   pools = {"digits": mnist.texture_pool(*parts["grammar"])}
   scene = grammar_lib.sample(jax.random.key(0), pipe.prior, 2, pools)
   params = transformer_lib.init(jax.random.key(1), pipe.transformer,
                                 pipe.prior, scene)
-  real = trainer._target_set(jax.random.key(2), pipe, "digits",
-                             mnist.texture_pool(*parts["real"]))
-  val = trainer._target_set(jax.random.key(3), pipe, "digits",
-                            mnist.texture_pool(*parts["val"]))
+  real = mnist.labelled_render(jax.random.key(2), pipe, "digits",
+                               mnist.texture_pool(*parts["real"]))
+  val = mnist.labelled_render(jax.random.key(3), pipe, "digits",
+                              mnist.texture_pool(*parts["val"]))
   return config, pipe, feat_params, pools, params, real, val
 
 

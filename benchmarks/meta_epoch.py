@@ -8,13 +8,14 @@ the REINFORCE update.
 import jax
 
 from benchmarks.common import mmd_target, problem, timeit
-from metasim_jax.training import pipeline as pl
+from metasim_jax.training import steps as pl
 
 
 def main():
   config, pipe, feat_params, pools, params, real, val = problem(
       "rot", **{"task.weight": 1.0})
-  target = mmd_target(pipe, feat_params, real, 200, config.mmd.bandwidths)
+  target = mmd_target(pipe, feat_params, real, 200,
+                      config.mmd.median_multiples)
   tx = pl.adam(config.task.gen_lr)
   for with_mmd in (False, True):
     step = pl.make_task_step(

@@ -31,7 +31,8 @@ def _sweep(variant, column, values, edit):
            "raw pixels": lambda _, x: x.reshape(x.shape[0], -1)}
   curves = {}
   for name, fn in feats.items():
-    target = MMDTarget.create(fn(None, real.images), config.mmd.bandwidths)
+    target = MMDTarget.create(fn(None, real.images),
+                              config.mmd.median_multiples)
 
     @jax.jit
     def mmd_at(offset):
@@ -45,7 +46,7 @@ def _sweep(variant, column, values, edit):
 def _at_target_rotation(pipe, scene):
   """64x64 problem: put the digits at the target's rotation and y, so the
   sweep is over x alone."""
-  d = pipe.label_slot
+  d = pipe.task.slot
   attrs = scene.attrs.at[:, d, pipe.prior.col("yaw")].add(90.0)
   attrs = attrs.at[:, d, pipe.prior.col("y")].add(16.0)
   return scene.replace(attrs=attrs)

@@ -7,7 +7,7 @@ images, one start, finite differences and autodiff.
 import jax
 
 from benchmarks.common import mmd_target, problem, timeit
-from metasim_jax.training import pipeline as pl
+from metasim_jax.training import steps as pl
 
 
 def main():
@@ -15,7 +15,8 @@ def main():
     for grad in ("finite_diff", "autodiff"):
       config, pipe, feat_params, pools, params, real, _ = problem(
           variant, **{"mmd.grad": grad})
-      target = mmd_target(pipe, feat_params, real, 200, config.mmd.bandwidths)
+      target = mmd_target(pipe, feat_params, real, 200,
+                          config.mmd.median_multiples)
       tx = pl.adam(config.mmd.lr)
       step = pl.make_mmd_step(pipe, tx)
       state = pl.init_state(jax.random.key(0),

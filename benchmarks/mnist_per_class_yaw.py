@@ -15,6 +15,7 @@ import numpy as np
 from flax import serialization
 
 from experiments.configs import mnist as mnist_config
+from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import transformer as transformer_lib
 from metasim_jax.training import trainer
 
@@ -25,8 +26,8 @@ def main(seed: int = 1):
   c.eval.train_steps, c.eval.probe_every = 2, 0
   with tempfile.TemporaryDirectory() as out:
     trainer.run(c, out)
-    pipe, _ = trainer.build_pipeline(c)
-    pools, _ = trainer.build_data(c, pipe)
+    pipe, _ = pipeline_lib.build(c)
+    pools, _ = pipeline_lib.build_data(c, pipe)
     like = transformer_lib.init(jax.random.key(0), pipe.transformer,
                                 pipe.prior, pipe.sample(jax.random.key(0), 2,
                                                         pools, source="prior"))
@@ -34,7 +35,7 @@ def main(seed: int = 1):
       params = serialization.from_bytes(like, f.read())
   scene = pipe.sample(jax.random.key(5), 5000, pools, source="prior")
   new = pipe.transform(params, scene)
-  g, d = pipe.prior, pipe.label_slot
+  g, d = pipe.prior, pipe.task.slot
   cls = np.asarray(new.attrs[:, d, g.col("class")]).astype(int)
   yaw = np.deg2rad(np.asarray(new.attrs[:, d, g.col("yaw")]))
   for k in range(10):

@@ -16,13 +16,14 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import mmd_target, problem  # noqa: E402
 from metasim_jax import transformer as transformer_lib  # noqa: E402
-from metasim_jax.training import pipeline as pl  # noqa: E402
-from metasim_jax.training import report, trainer  # noqa: E402
+from metasim_jax.training import report, starts  # noqa: E402
+from metasim_jax.training import steps as pl  # noqa: E402
 
 
 def main():
   config, pipe, feat_params, pools, params, real, _ = problem("rot")
-  target = mmd_target(pipe, feat_params, real, 250, config.mmd.bandwidths)
+  target = mmd_target(pipe, feat_params, real, 250,
+                      config.mmd.median_multiples)
   t_setup = time.perf_counter() - T0
   pre = pl.make_pretrain_step(pipe, pl.adam(config.pretrain.lr),
                               config.pretrain.batch_size)
@@ -30,13 +31,13 @@ def main():
   for i in range(config.pretrain.steps):
     params, opt, _ = pre(params, opt, jax.random.key(i), pools)
   k = config.mmd.num_starts
-  cols, offsets = trainer._start_offsets(jax.random.key(3), pipe.prior, k, 0.0)
+  cols, offsets = starts.start_offsets(jax.random.key(3), pipe.prior, k, 0.0)
   params_k = jax.vmap(lambda o: transformer_lib.with_offsets(
       params, pipe.prior, o, cols))(jnp.asarray(offsets))
   tx = pl.adam(config.mmd.lr)
   state = pl.init_state(jax.random.key(4), params_k, tx)
   step = pl.make_mmd_step(pipe, tx)
-  yaw, d = pipe.prior.col("yaw"), pipe.label_slot
+  yaw, d = pipe.prior.col("yaw"), pipe.task.slot
 
   @jax.jit
   def mean_yaw(p, key):

@@ -59,7 +59,7 @@ def main(argv):
     run = run_lib.load(_RUN_DIR.value, _RUN_SEED.value)
     generate_lib.check_format(run, _FORMAT.value)
     logging.info("run %s (%s, seed %d): %d scenes as %s into %s",
-                 run.run_dir, run.config.get("name"), run.seed, _NUM.value,
+                 run.run_dir, run.config.name, run.seed, _NUM.value,
                  _FORMAT.value, _OUT.value)
     generate_lib.generate(run, _OUT.value, num_scenes=_NUM.value,
                           fmt=_FORMAT.value, seed=_SEED.value,

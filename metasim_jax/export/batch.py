@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from metasim_jax.training import pipeline as pl
+from metasim_jax.pipeline import Pipeline
 
 
 @struct.dataclass
@@ -32,7 +32,8 @@ class LabeledBatch:
     image: [B, H, W, C] uint8.
     attrs: [B, N, A] float32 attributes of the rendered scene graphs.
     node_mask: [B, N] bool, the slot holds a node.
-    label: [B] int32 class (classification tasks; 0 otherwise).
+    label: [B] int32 class (tasks with one class per scene, i.e. a
+      ``scene_label``; 0 otherwise).
     semantic: [B, H, W] uint8 semantic class id (0 = none).
     instance: [B, H, W] int32 slot index of the top-most node (-1 = none).
     visible_area: [B, N] int32 pixels where the slot is the top-most node.
@@ -72,7 +73,7 @@ def region_boxes(hit: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 @functools.cache  # one compilation per (pipeline, shape, options)
-def make_batch_fn(pipe: pl.Pipeline, batch: int, things: tuple[int, ...] = (),
+def make_batch_fn(pipe: Pipeline, batch: int, things: tuple[int, ...] = (),
                   amodal: bool = False):
   """Jitted ``(key, params, pools) -> LabeledBatch`` of ``batch`` scenes.
 
@@ -105,7 +106,7 @@ def make_batch_fn(pipe: pl.Pipeline, batch: int, things: tuple[int, ...] = (),
       idx = np.asarray(things)
       own_area = own_area.at[:, idx].set(area.T)
       own_box = own_box.at[:, idx].set(jnp.moveaxis(box, 0, 1))
-    label = (pipe.labels(scene) if pipe.task == "classification"
+    label = (pipe.task.targets(scene, r) if pipe.task.scene_label
              else jnp.zeros((batch,), jnp.int32))
     return LabeledBatch(
         image=jnp.round(r.image * 255.0).astype(jnp.uint8),

@@ -28,8 +28,7 @@ from pycocotools import mask as mask_utils
 
 from metasim_jax.export import objects
 from metasim_jax.export.batch import LabeledBatch
-from metasim_jax.export.images import write_png
-from metasim_jax.export.provenance import SceneArrays, write_sidecar
+from metasim_jax.export.images import ImageFolder
 from metasim_jax.export.run import TrainedRun
 from metasim_jax.render import semantic_names
 
@@ -40,26 +39,21 @@ def _line(obj: Any) -> str:
 
 class CocoWriter:
   """Streams a COCO dataset into ``out_dir``."""
-  tasks = ("segmentation",)
+  needs_objects = True
   amodal = False
 
   def __init__(self, out_dir: str, run: TrainedRun, meta: Mapping[str, Any],
                things: Sequence[str]):
     g = run.pipe.prior
     self.out_dir = out_dir
-    self.canvas = run.pipe.canvas
     self.meta = meta
-    self.width = max(6, len(str(meta["num_scenes"] - 1)))
     self.sem = objects.slot_semantics(g)
     self.slot_paths = [s.path for s in g.slots]
     names = semantic_names(g)
     self.categories = [{"id": k, "name": n,
                         "supercategory": "thing" if n in things else "stuff"}
                        for k, n in enumerate(names) if k > 0]
-    os.makedirs(os.path.join(out_dir, "images"))
-    write_sidecar(out_dir, run, meta)
-    self.scenes = SceneArrays(out_dir, meta["num_scenes"], g.num_slots,
-                              g.num_attrs)
+    self.folder = ImageFolder(out_dir, "images", run, meta)
     self._parts = {k: open(os.path.join(out_dir, f".{k}.part"), "w",
                            encoding="utf-8")
                    for k in ("images", "annotations")}
@@ -73,13 +67,9 @@ class CocoWriter:
 
   def write(self, b: LabeledBatch, start: int) -> None:
     """Writes the scenes of host batch ``b`` as images start, start+1, ..."""
-    h, w = self.canvas.height, self.canvas.width
-    self.scenes.write(b.attrs, b.node_mask)
-    for j in range(len(b.image)):
-      i = start + j
-      name = f"{i:0{self.width}d}.png"
-      write_png(os.path.join(self.out_dir, "images", name), b.image[j])
-      self._emit("images", {"id": i, "file_name": name, "width": w,
+    h, w = self.folder.canvas.height, self.folder.canvas.width
+    for j, (i, stem) in enumerate(self.folder.write_batch(b, start)):
+      self._emit("images", {"id": i, "file_name": stem + ".png", "width": w,
                             "height": h})
       for slot in np.flatnonzero((self.sem > 0) & (b.visible_area[j] > 0)):
         hit = np.asfortranarray((b.instance[j] == slot).astype(np.uint8))
@@ -96,7 +86,7 @@ class CocoWriter:
         self.next_ann += 1
 
   def close(self) -> None:
-    self.scenes.close()
+    self.folder.close()
     for f in self._parts.values():
       f.close()
     head = {"info": {"description": "Meta-Sim generated dataset "

@@ -6,7 +6,7 @@ them and streams them to a writer (``FORMATS``), one fixed-shape jitted
 batch (a shard) at a time: the device renders shard s + 1 while the host
 encodes and writes shard s, and the last shard is padded, so nothing
 recompiles and memory stays flat for any N.  Shard s uses the key
-``fold_in(key(seed), s)``: the same run, seed, N and shard size give
+``fold_in(keys.root(seed, "export"), s)``: the same run, seed, N and shard size give
 byte-identical files.
 
 The output is written into a temporary directory beside ``out_dir`` and
@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import jax
 from absl import logging
 
+from metasim_jax import keys
 from metasim_jax.export import objects, provenance
 from metasim_jax.export.batch import make_batch_fn
 from metasim_jax.export.errors import ExportError
@@ -93,13 +94,15 @@ def check_output(out_dir: str, overwrite: bool,
 
 
 def check_format(run: TrainedRun, fmt: str):
-  """The writer class of ``fmt`` if it applies to the run's task."""
+  """The writer class of ``fmt`` if it applies to the run's task: object
+  formats (``needs_objects``: COCO, KITTI) need a task whose labels are
+  maps of object instances, not one class per scene."""
   cls = writer_class(fmt)
-  if run.pipe.task not in cls.tasks:
+  if cls.needs_objects and run.pipe.task.scene_label is not None:
     raise ExportError(
-        f"--format={fmt}: does not apply to run {run.config.get('name')!r}, "
-        f"a {run.pipe.task} task ({fmt} needs object instances and boxes, "
-        f"i.e. a {' or '.join(cls.tasks)} task); use --format=tfds")
+        f"--format={fmt}: does not apply to run {run.config.name!r}, "
+        f"a {run.config.task_type} task ({fmt} needs object instances and "
+        "boxes; this task labels whole scenes); use --format=tfds")
   return cls
 
 
@@ -190,7 +193,7 @@ def generate(run: TrainedRun, out_dir: str, *, num_scenes: int, fmt: str,
     writer = cls(tmp, run, meta, things)
     fn = make_batch_fn(pipe, batch, objects.thing_slots(pipe.prior, things),
                        amodal=cls.amodal)
-    root = jax.random.key(seed)
+    root = keys.root(seed, "export")
     num_shards = -(-num_scenes // batch)
     progress = _Progress(num_scenes)
     pending = fn(jax.random.fold_in(root, 0), run.params, run.pools)

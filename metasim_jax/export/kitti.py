@@ -38,8 +38,7 @@ import numpy as np
 
 from metasim_jax.export import objects
 from metasim_jax.export.batch import LabeledBatch
-from metasim_jax.export.images import write_png
-from metasim_jax.export.provenance import SceneArrays, write_sidecar
+from metasim_jax.export.images import ImageFolder
 from metasim_jax.export.run import TrainedRun
 from metasim_jax.render import semantic_names
 
@@ -53,36 +52,28 @@ def kitti_type(name: str) -> str:
 
 class KittiWriter:
   """Streams a KITTI-layout dataset into ``out_dir``."""
-  tasks = ("segmentation",)
+  needs_objects = True
   amodal = True
 
   def __init__(self, out_dir: str, run: TrainedRun, meta: Mapping[str, Any],
                things: Sequence[str]):
     g = run.pipe.prior
-    self.canvas = run.pipe.canvas
-    self.width = max(6, len(str(meta["num_scenes"] - 1)))
-    self.images = os.path.join(out_dir, "training", "image_2")
+    self.folder = ImageFolder(out_dir, os.path.join("training", "image_2"),
+                              run, meta)
     self.labels = os.path.join(out_dir, "training", "label_2")
-    os.makedirs(self.images)
     os.makedirs(self.labels)
     names = semantic_names(g)
     self.types = {k: kitti_type(n) for k, n in enumerate(names)
                   if n in things}
     self.sem = objects.slot_semantics(g)
     self.slots = np.array(objects.thing_slots(g, things), np.int64)
-    write_sidecar(out_dir, run, meta)
-    self.scenes = SceneArrays(out_dir, meta["num_scenes"], g.num_slots,
-                              g.num_attrs)
 
   def write(self, b: LabeledBatch, start: int) -> None:
     """Writes the scenes of host batch ``b`` as images start, start+1, ..."""
-    h, w = self.canvas.height, self.canvas.width
-    self.scenes.write(b.attrs, b.node_mask)
+    h, w = self.folder.canvas.height, self.folder.canvas.width
     trunc = objects.truncation(b.full_box, h, w)
     occl = objects.occlusion_level(b.visible_area, b.own_area)
-    for j in range(len(b.image)):
-      name = f"{start + j:0{self.width}d}"
-      write_png(os.path.join(self.images, name + ".png"), b.image[j])
+    for j, (_, stem) in enumerate(self.folder.write_batch(b, start)):
       lines = []
       for slot in self.slots:
         if b.visible_area[j, slot] <= 0:
@@ -92,9 +83,9 @@ class KittiWriter:
             f"{self.types[int(self.sem[slot])]} {trunc[j, slot]:.2f} "
             f"{occl[j, slot]:d} {NO_ALPHA} {x0:.2f} {y0:.2f} {x1:.2f} "
             f"{y1:.2f} {NOT_3D}\n")
-      with open(os.path.join(self.labels, name + ".txt"), "w",
+      with open(os.path.join(self.labels, stem + ".txt"), "w",
                 encoding="ascii") as f:
         f.writelines(lines)
 
   def close(self) -> None:
-    self.scenes.close()
+    self.folder.close()

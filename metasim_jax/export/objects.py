@@ -14,20 +14,14 @@ import numpy as np
 
 from metasim_jax.export.errors import ExportError
 from metasim_jax.grammar.spec import Grammar
-from metasim_jax.render import semantic_names
+from metasim_jax.render import semantic_names, slot_semantic_ids
 
 DEFAULT_STUFF = ("background", "grass", "road")
 
 
 def slot_semantics(grammar: Grammar) -> np.ndarray:
   """[N] int32 semantic id of each slot's class (0 = none / not drawn)."""
-  names = semantic_names(grammar)
-  ids = []
-  for s in grammar.slots:
-    c = grammar.classes[s.cls]
-    drawn = c.render != "none" and c.semantic in names
-    ids.append(names.index(c.semantic) if drawn else 0)
-  return np.array(ids, np.int32)
+  return slot_semantic_ids(grammar, semantic_names(grammar))
 
 
 def thing_classes(grammar: Grammar,

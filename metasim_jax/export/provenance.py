@@ -16,9 +16,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from metasim_jax import io
 from metasim_jax.export.run import TrainedRun
-from metasim_jax.render import semantic_names
-from metasim_jax.training import report
 
 
 def describe(run: TrainedRun, *, fmt: str, seed: int, num_scenes: int,
@@ -33,28 +32,29 @@ def describe(run: TrainedRun, *, fmt: str, seed: int, num_scenes: int,
       "shard_size": shard_size,
       "source": "metasim: prior scene graphs transformed by the run's "
                 "trained Distribution Transformer",
-      "run": {"dir": run.run_dir, "name": run.config.get("name", ""),
+      "run": {"dir": run.run_dir, "name": run.config.name,
               "seed": run.seed,
               "transformer": f"transformer_seed{run.seed}.msgpack",
               "transformer_sha256": run.params_sha256},
-      "task": run.pipe.task,
-      "semantic_classes": list(semantic_names(g)),
+      "task": run.config.task_type,
+      "semantic_classes": list(run.pipe.semantic_names),
       "object_classes": list(things),
       "scene_graph": {"slots": [s.path for s in g.slots],
                       "slot_classes": [s.cls for s in g.slots],
                       "attr_names": list(g.attr_names),
                       "attr_kinds": list(g.attr_kinds)},
       "reproduce": ("scene i is row i % shard_size of the batch drawn with "
-                    "jax.random.fold_in(jax.random.key(seed), i // "
-                    "shard_size); re-render it with pipe.render(SceneGraph("
-                    "attrs, node_mask), pools) using grammar.json"),
+                    "jax.random.fold_in(metasim_jax.keys.root(seed, "
+                    "'export'), i // shard_size); re-render it with "
+                    "pipe.render(SceneGraph(attrs, node_mask), pools) using "
+                    "grammar.json"),
       "config": run.saved_config,
   }
 
 
 def _dump(path: str, obj: Any) -> None:
   with open(path, "w", encoding="utf-8") as f:
-    json.dump(report._jsonable(obj), f, indent=1, sort_keys=True)  # pylint: disable=protected-access
+    json.dump(io.jsonable(obj), f, indent=1, sort_keys=True)
     f.write("\n")
 
 

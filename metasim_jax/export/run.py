@@ -10,8 +10,8 @@ Every failure raises ``ExportError`` with a message naming the file.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import functools
 import glob
 import hashlib
 import json
@@ -25,12 +25,8 @@ import ml_collections
 import numpy as np
 from flax import serialization
 
-from metasim_jax import grammar as grammar_lib
-from metasim_jax import transformer as transformer_lib
-from metasim_jax.data import aerial, mnist
+from metasim_jax import pipeline as pipeline_lib
 from metasim_jax.export.errors import ExportError
-from metasim_jax.training import pipeline as pl
-from metasim_jax.training import trainer
 from metasim_jax.types import TexturePool
 
 
@@ -53,7 +49,7 @@ class TrainedRun:
   run_dir: str
   seed: int
   config: ml_collections.ConfigDict
-  pipe: pl.Pipeline
+  pipe: pipeline_lib.Pipeline
   pools: Mapping[str, TexturePool]
   params: Any
   grammar: dict
@@ -74,32 +70,26 @@ def _read_json(path: str, what: str) -> Any:
     raise ExportError(f"{path}: cannot read ({e.strerror})") from None
 
 
-def grammar_pools(config: ml_collections.ConfigDict
-                  ) -> dict[str, TexturePool]:
-  """The texture pools the run's grammar samples from.
-
-  Mirrors the grammar half of ``trainer.build_data`` (the target sets are
-  not needed to generate).
-  """
-  dataset = config.get("dataset", "mnist")
-  if dataset == "mnist":
-    return {config.pool: _digit_pool(config.digits, config.data_dir or None,
-                                     tuple(dict(config.splits).items()),
-                                     config.data_seed)}
-  if dataset == "aerial":
-    t = config.textures
-    return aerial.texture_pools(t.grammar_seed, dict(t.counts))
-  raise ValueError(f"unknown config.dataset {dataset!r}; valid: mnist, "
-                   "aerial")
-
-
-@functools.lru_cache(maxsize=4)  # reading the digits takes seconds
-def _digit_pool(digits: str, data_dir: str | None,
-                splits: tuple[tuple[str, int], ...], data_seed: int
-                ) -> TexturePool:
-  images, labels = mnist.load_digits(digits, data_dir)
-  parts = mnist.split(images, labels, dict(splits), data_seed)
-  return mnist.texture_pool(*parts["grammar"])
+def upgrade_config(saved: dict) -> dict:
+  """A run's saved config with the keys renamed or added since it was
+  written (``dataset`` -> ``world``, ``mmd.bandwidths`` ->
+  ``mmd.median_multiples``; ``task_type``, ``renderer``, ``label``,
+  ``mean_over`` and the grammar-file keys with their former values)."""
+  c = copy.deepcopy(saved)
+  c.setdefault("name", "")
+  c.setdefault("world", c.pop("dataset", "mnist"))
+  c.setdefault("task_type", "classification")
+  c.setdefault("renderer", "raster2d")
+  c.setdefault("label", {"slot": "", "attr": ""})
+  c.setdefault("mean_over", [])
+  for which in ("grammar", "target"):
+    c.setdefault(which, {})
+    c.setdefault(f"{which}_file", "")
+  c.setdefault("tasknet", {}).setdefault("kwargs", {})
+  mmd = c.setdefault("mmd", {})
+  if "bandwidths" in mmd:
+    mmd["median_multiples"] = mmd.pop("bandwidths")
+  return c
 
 
 def saved_seeds(run_dir: str) -> list[int]:
@@ -156,7 +146,7 @@ def load(run_dir: str, seed: int = 0) -> TrainedRun:
   if not isinstance(results, dict) or not isinstance(
       results.get("config"), dict):
     raise ExportError(f"{results_path}: corrupt, it has no 'config' entry")
-  config = ml_collections.ConfigDict(results["config"])
+  config = ml_collections.ConfigDict(upgrade_config(results["config"]))
   grammars = {}
   for which in ("grammar", "target"):
     path = os.path.join(run_dir, f"{which}.json")
@@ -165,7 +155,7 @@ def load(run_dir: str, seed: int = 0) -> TrainedRun:
   # Generation uses no feature net; the configured one may need weights.
   config.features.name = "pyramid"
   try:
-    pipe, _ = trainer.build_pipeline(config)
+    pipe, _ = pipeline_lib.build(config)
   except (ValueError, KeyError, TypeError, AttributeError) as e:
     raise ExportError(f"{run_dir}: the config in results.json with "
                       f"grammar.json / target.json does not build a pipeline "
@@ -178,14 +168,13 @@ def load(run_dir: str, seed: int = 0) -> TrainedRun:
         f"{params_path}: missing (run seeds with saved transformers: "
         f"{', '.join(map(str, have)) if have else 'none'})")
   try:
-    pools = grammar_pools(config)
+    pools = dict(pipe.world.grammar_pools(config))
   except (ValueError, KeyError, RuntimeError) as e:
     raise ExportError(f"cannot build the texture pools of run "
-                      f"{config.get('name', run_dir)!r}: {e}") from None
+                      f"{config.name!r}: {e}") from None
   # Shapes of freshly initialised params, traced without running anything.
-  template = jax.eval_shape(lambda k: transformer_lib.init(
-      k, pipe.transformer, pipe.prior,
-      grammar_lib.sample(k, pipe.prior, 2, pools)), jax.random.key(0))
+  template = jax.eval_shape(lambda k: pipe.init_transformer(k, k, pools),
+                            jax.random.key(0))
   params, data = _load_params(params_path, template)
   return TrainedRun(run_dir=run_dir, seed=seed, config=config, pipe=pipe,
                     pools=pools, params=params, grammar=grammars["grammar"],

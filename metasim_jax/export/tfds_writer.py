@@ -37,14 +37,13 @@ from metasim_jax.export import objects
 from metasim_jax.export.batch import LabeledBatch
 from metasim_jax.export.provenance import write_sidecar
 from metasim_jax.export.run import TrainedRun
-from metasim_jax.render import semantic_names
 
 VERSION = "1.0.0"
 
 
 def dataset_name(run: TrainedRun) -> str:
   """A valid TFDS name from the run's config name, e.g. metasim_aerial."""
-  name = re.sub(r"[^a-z0-9_]", "_", str(run.config.get("name", "")).lower())
+  name = re.sub(r"[^a-z0-9_]", "_", str(run.config.name).lower())
   return "metasim_" + (name.strip("_") or "run")
 
 
@@ -64,13 +63,12 @@ def features(run: TrainedRun, things: Sequence[str]
               doc=f"slots {[s.path for s in g.slots]}"),
       }),
   }
-  if pipe.task == "classification":
-    out["label"] = tfds.features.ClassLabel(
-        num_classes=int(g.num_cats[pipe.label_col]),
-        doc=f"attribute {g.attr_names[pipe.label_col]!r} of slot "
-            f"{g.slots[pipe.label_slot].path!r}")
+  label = pipe.task.scene_label
+  if label is not None:
+    out["label"] = tfds.features.ClassLabel(num_classes=label.num_classes,
+                                            doc=label.doc)
     return tfds.features.FeaturesDict(out)
-  names = semantic_names(g)
+  names = pipe.semantic_names
   out["segmentation"] = tfds.features.Image(
       shape=(c.height, c.width, 1), use_colormap=True,
       doc=f"semantic class id per pixel: {dict(enumerate(names))}")
@@ -98,7 +96,7 @@ def _hide_gpus_from_tensorflow() -> None:
 
 class TfdsWriter:
   """Streams a TFDS dataset into ``out_dir/<name>/1.0.0``."""
-  tasks = ("classification", "segmentation")
+  needs_objects = False
   amodal = False
 
   def __init__(self, out_dir: str, run: TrainedRun, meta: Mapping[str, Any],
@@ -126,8 +124,8 @@ class TfdsWriter:
             f"prior scene graphs transformed by its trained Distribution "
             f"Transformer and rendered; sampling seed {meta['seed']}."),
         features=features(run, things),
-        supervised_keys=(("image", "label") if run.pipe.task
-                         == "classification" else ("image", "segmentation")),
+        supervised_keys=(("image", "label") if run.pipe.task.scene_label
+                         else ("image", "segmentation")),
         metadata=tfds.core.MetadataDict(meta),
     )
     self.writer = tfds.core.SequentialWriter(
@@ -139,7 +137,7 @@ class TfdsWriter:
   def _example(self, b: LabeledBatch, j: int, index: int) -> dict:
     ex = {"id": index, "image": b.image[j],
           "scene": {"attrs": b.attrs[j], "node_mask": b.node_mask[j]}}
-    if self.pipe.task == "classification":
+    if self.pipe.task.scene_label is not None:
       ex["label"] = int(b.label[j])
       return ex
     on = self.slots[b.visible_area[j, self.slots] > 0]

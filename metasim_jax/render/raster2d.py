@@ -18,56 +18,15 @@ index, -1 where none) and per-slot axis-aligned boxes of the texture content.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
-
 from metasim_jax.grammar.spec import GEOMETRY_DEFAULTS, Grammar
-from metasim_jax.types import SceneGraph, TexturePool
-
-
-@dataclasses.dataclass(frozen=True)
-class Canvas:
-  height: int
-  width: int
-  channels: int = 1
-
-
-@struct.dataclass
-class Renders:
-  """Named render layers of a batch.
-
-  Attributes:
-    image: [B, H, W, C] float32 in [0, 1].
-    semantic: [B, H, W] int32 class id (see ``semantic_names``), 0 = none.
-    instance: [B, H, W] int32 slot index of the top-most node, -1 = none.
-    boxes: [B, N, 4] float32 (x0, y0, x1, y1) pixels, per slot.
-    box_mask: [B, N] bool, the slot exists and is drawn.
-  """
-  image: jax.Array
-  semantic: jax.Array
-  instance: jax.Array
-  boxes: jax.Array
-  box_mask: jax.Array
-
-
-def semantic_names(grammar: Grammar) -> tuple[str, ...]:
-  """Semantic classes; index = id in ``Renders.semantic`` (0 is 'none')."""
-  names = ["none"]
-  for c in grammar.classes.values():
-    if c.render != "none" and c.semantic and c.semantic not in names:
-      names.append(c.semantic)
-  return tuple(names)
-
-
-def _semantic_ids(grammar: Grammar) -> np.ndarray:
-  names = semantic_names(grammar)
-  return np.array([names.index(grammar.classes[s.cls].semantic)
-                   if grammar.classes[s.cls].semantic in names else 0
-                   for s in grammar.slots], np.int32)
+from metasim_jax.render import labels, registry
+from metasim_jax.render.registry import Canvas
+from metasim_jax.types import Renders, SceneGraph, TexturePool
 
 
 def _geometry(attrs: jax.Array, grammar: Grammar, name: str) -> jax.Array:
@@ -170,8 +129,13 @@ def _texture_boxes(m, t, tex_ids, pool: TexturePool):
 
 
 def render(scene: SceneGraph, grammar: Grammar,
-           pools: Mapping[str, TexturePool], canvas: Canvas) -> Renders:
-  """Rasterizes a batch of scene graphs (jittable, differentiable in attrs)."""
+           pools: Mapping[str, TexturePool], canvas: Canvas,
+           semantic_names: Sequence[str] | None = None) -> Renders:
+  """Rasterizes a batch of scene graphs (jittable, differentiable in attrs).
+
+  ``semantic_names`` is the problem's semantic table (default: the one of
+  ``grammar`` itself, ``labels.semantic_names``).
+  """
   b, n = scene.node_mask.shape
   hh, ww, ch = canvas.height, canvas.width, canvas.channels
   m, t = world_transforms(scene.attrs, grammar)
@@ -203,7 +167,9 @@ def render(scene: SceneGraph, grammar: Grammar,
   is_drawn = np.zeros(n, bool)
   is_drawn[list(layers)] = True
   live = scene.node_mask & is_drawn
-  sem_ids = _semantic_ids(grammar)
+  if semantic_names is None:
+    semantic_names = labels.semantic_names(grammar)
+  sem_ids = labels.slot_semantic_ids(grammar, semantic_names)
   # Front to back over the drawn slots (static, usually a handful):
   # image = sum_i c_i prod_{j above i} (1 - alpha_j), premultiplied colour.
   image = jnp.zeros((b, hh, ww, ch), jnp.float32)
@@ -227,3 +193,23 @@ def render_image(attrs: jax.Array, node_mask: jax.Array, grammar: Grammar,
                  pools: Mapping[str, TexturePool], canvas: Canvas) -> jax.Array:
   """Only the image layer, as a function of the attributes."""
   return render(SceneGraph(attrs, node_mask), grammar, pools, canvas).image
+
+
+@dataclasses.dataclass(frozen=True)
+class Raster2D:
+  """The jitted 2D rasterizer as a ``registry.Renderer`` (autodiff works)."""
+  canvas: Canvas
+  semantic_names: tuple[str, ...]
+  differentiable: bool = True
+
+  def render(self, scene: SceneGraph, grammar: Grammar,
+             pools: Mapping[str, TexturePool]) -> Renders:
+    return render(scene, grammar, pools, self.canvas, self.semantic_names)
+
+  def render_image(self, attrs: jax.Array, node_mask: jax.Array,
+                   grammar: Grammar,
+                   pools: Mapping[str, TexturePool]) -> jax.Array:
+    return render_image(attrs, node_mask, grammar, pools, self.canvas)
+
+
+registry.register("raster2d", Raster2D)

@@ -13,7 +13,11 @@ Attributes a slot does not have encode to zeros.  ``decode`` inverts
 The transformer's head predicts, per attribute, a *change*: a normalised
 delta (continuous), a rotation in units of 180 degrees (angle) or logits
 (categorical).  ``apply_head`` turns that into new attribute values and
-copies every immutable attribute from the input.
+copies every immutable attribute from the input.  New continuous values
+stay inside their range through ``soft_bound``, a smooth bound whose
+gradient never vanishes: a value pushed past an edge is still pulled back
+by any loss that wants it inside (a hard clip would give it zero gradient
+from MMD and REINFORCE alike, and leave it stuck at the edge).
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from metasim_jax.grammar.spec import Grammar
 
 # How confidently the head keeps an input category before training.
 CATEGORY_PRIOR_LOGIT = 4.0
+# Width of the soft edge of continuous ranges, in normalised units ([-1, 1]
+# spans the range): 2.5 % of the range at each end.
+SOFT_MARGIN = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +79,22 @@ def _normalise(x, lo, hi):
 
 def _denormalise(v, lo, hi):
   return lo + 0.5 * (v + 1.0) * (hi - lo)
+
+
+def soft_bound(u: jax.Array, margin: float = SOFT_MARGIN) -> jax.Array:
+  """Bounds normalised values to (-1, 1), smoothly and strictly monotone.
+
+  The identity on [-1 + margin, 1 - margin]; beyond, the value approaches
+  the edge as ``edge + margin * z / sqrt(1 + z^2)`` with ``z`` the distance
+  past ``1 - margin`` in units of ``margin``.  Its derivative is continuous
+  and decays only polynomially (``(1 + z^2)^-1.5``), so it is non-zero at
+  and far beyond the edges, and positive: a gradient step on a value past
+  an edge moves it back inside.
+  """
+  edge = 1.0 - margin
+  z = (jnp.abs(u) - edge) / margin
+  tail = edge + margin * z / jnp.sqrt(1.0 + z * z)
+  return jnp.where(jnp.abs(u) > edge, jnp.sign(u) * tail, u)
 
 
 def encode(attrs: jax.Array, grammar: Grammar) -> jax.Array:
@@ -131,8 +154,8 @@ def apply_head(head: jax.Array, attrs: jax.Array, grammar: Grammar
     if kind == "continuous":
       lo, hi = grammar.low[:, j], grammar.high[:, j]
       # Stay inside the attribute's range, as the prior's samples do.
-      v = jnp.clip(_denormalise(_normalise(x, lo, hi) + head[..., start],
-                                lo, hi), lo, hi)
+      v = _denormalise(soft_bound(_normalise(x, lo, hi) + head[..., start]),
+                       lo, hi)
     elif kind == "angle":
       v = wrap_angle(x + 180.0 * head[..., start])
     elif kind == "categorical":

@@ -1,16 +1,21 @@
-"""Downstream task networks, by name."""
+"""Downstream tasks (``tasks``), task networks by name, and the one
+task-net trainer (``train``)."""
 
-from metasim_jax.tasknet import classifier, segmentation, unet
-from metasim_jax.tasknet.train import cross_entropy, evaluate, train
+from metasim_jax.tasknet import classifier, segmentation, tasks, unet
+from metasim_jax.tasknet.tasks import Task
+from metasim_jax.tasknet.train import (HostTrainer, cross_entropy, evaluate,
+                                       train)
 
-REGISTRY = {"small_cnn": classifier.SmallCNN, "unet": unet.UNet}
+NETWORKS = {"small_cnn": classifier.SmallCNN, "unet": unet.UNet}
 
 
 def create(name: str, **kwargs):
-  if name not in REGISTRY:
-    raise ValueError(f"unknown task network {name!r}; valid: {sorted(REGISTRY)}")
-  return REGISTRY[name](**kwargs)
+  """A task network by name (``NETWORKS``)."""
+  if name not in NETWORKS:
+    raise ValueError(f"unknown task network {name!r}; valid: "
+                     f"{sorted(NETWORKS)}")
+  return NETWORKS[name](**kwargs)
 
 
-__all__ = ["REGISTRY", "create", "cross_entropy", "evaluate", "segmentation",
-           "train"]
+__all__ = ["HostTrainer", "NETWORKS", "Task", "create", "cross_entropy",
+           "evaluate", "segmentation", "tasks", "train"]

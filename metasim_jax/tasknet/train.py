@@ -1,47 +1,111 @@
-"""Training a task network on generated data and scoring it (pure, jittable).
+"""The one task-net trainer: a step function and its key schedule.
 
-``train`` runs the whole optimisation as one ``lax.scan``: each step draws a
-batch from ``batch_fn(key)`` (fresh generated scenes, or a minibatch of a
-fixed generated dataset) and takes an optax step.
+Every task network (inside the task meta-objective's jitted step, in the
+probes and in the final evaluation) is trained by ``make_step``'s step with
+the keys ``init_and_keys`` derives: step ``i`` uses ``fold_in(k_loop, i)``.
+Two drivers run it and give the same parameters (``tests/tasknet/
+test_train.py``):
+
+* ``train``: the whole loop as one ``lax.scan``, for use inside ``jit``;
+* ``HostTrainer``: a host loop around one jitted step.  XLA's CPU backend
+  runs convolutions in a ``lax.scan`` body about 2x slower than in a
+  top-level program (``benchmarks/meta_epoch.py``), so long trainings run
+  this way.
+
+``batch_fn(key, *args) -> (inputs, targets)`` draws a batch (fresh
+generated scenes, or a minibatch of a fixed set); ``loss_fn(logits,
+targets)`` is the task's loss.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import functools
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-BatchFn = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+BatchFn = Callable[..., tuple[jax.Array, jax.Array]]
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Mean softmax cross-entropy over every labelled position."""
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def train(key: jax.Array, model: nn.Module, tx: optax.GradientTransformation,
-          batch_fn: BatchFn, num_steps: int, input_shape: tuple[int, ...]):
-  """Trains ``model`` from scratch for ``num_steps``; returns its params."""
+def init(key: jax.Array, model: nn.Module, tx: optax.GradientTransformation,
+         input_shape: tuple[int, ...]):
+  """(params, opt_state) of a freshly initialised ``model``."""
+  params = model.init(key, jnp.zeros((1,) + tuple(input_shape)))["params"]
+  return params, tx.init(params)
+
+
+def make_step(model: nn.Module, loss_fn: LossFn,
+              tx: optax.GradientTransformation, batch_fn: BatchFn):
+  """``step((params, opt_state), key, *batch_args) -> (carry, loss)``."""
+
+  def step(carry, key, *batch_args):
+    params, opt_state = carry
+    k_data, k_drop = jax.random.split(key)
+    x, y = batch_fn(k_data, *batch_args)
+
+    def loss(p):
+      logits = model.apply({"params": p}, x, train=True,
+                           rngs={"dropout": k_drop})
+      return loss_fn(logits, y)
+
+    value, grads = jax.value_and_grad(loss)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), value
+
+  return step
+
+
+def split_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(k_init, k_loop) of a training; step i uses fold_in(k_loop, i)."""
   k_init, k_loop = jax.random.split(key)
-  params = model.init(k_init, jnp.zeros((1,) + tuple(input_shape)))["params"]
+  return k_init, k_loop
 
-  def loss_fn(p, x, y, k):
-    logits = model.apply({"params": p}, x, train=True, rngs={"dropout": k})
-    return cross_entropy(logits, y)
 
-  def step(carry, k):
-    p, opt = carry
-    k_data, k_drop = jax.random.split(k)
-    x, y = batch_fn(k_data)
-    loss, grads = jax.value_and_grad(loss_fn)(p, x, y, k_drop)
-    updates, opt = tx.update(grads, opt, p)
-    return (optax.apply_updates(p, updates), opt), loss
-
-  (params, _), losses = jax.lax.scan(step, (params, tx.init(params)),
-                                     jax.random.split(k_loop, num_steps))
+def train(key: jax.Array, model: nn.Module, loss_fn: LossFn,
+          tx: optax.GradientTransformation, batch_fn: BatchFn, num_steps: int,
+          input_shape: tuple[int, ...], *batch_args):
+  """Trains ``model`` from scratch in one ``lax.scan``; (params, losses)."""
+  k_init, k_loop = split_key(key)
+  step = make_step(model, loss_fn, tx, batch_fn)
+  keys = jax.vmap(lambda i: jax.random.fold_in(k_loop, i))(
+      jnp.arange(num_steps))
+  (params, _), losses = jax.lax.scan(
+      lambda carry, k: step(carry, k, *batch_args),
+      init(k_init, model, tx, input_shape), keys)
   return params, losses
+
+
+class HostTrainer:
+  """``train`` as a host loop around one jitted step (same keys, same
+  result); ``run(key, *batch_args) -> (params, last loss)``."""
+
+  def __init__(self, model: nn.Module, loss_fn: LossFn,
+               tx: optax.GradientTransformation, batch_fn: BatchFn,
+               num_steps: int, input_shape: tuple[int, ...]):
+    self.num_steps = num_steps
+    self._init = jax.jit(functools.partial(init, model=model, tx=tx,
+                                           input_shape=tuple(input_shape)))
+    step = make_step(model, loss_fn, tx, batch_fn)
+    self._step = jax.jit(
+        lambda carry, k_loop, i, *args: step(
+            carry, jax.random.fold_in(k_loop, i), *args),
+        donate_argnums=0)
+
+  def run(self, key: jax.Array, *batch_args) -> tuple[Any, jax.Array]:
+    k_init, k_loop = split_key(key)
+    carry, loss = self._init(k_init), jnp.zeros(())
+    for i in range(self.num_steps):
+      carry, loss = self._step(carry, k_loop, i, *batch_args)
+    return carry[0], loss
 
 
 def evaluate(params, model: nn.Module, images: jax.Array, labels: jax.Array,

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import platform
-import tempfile
 from importlib import metadata
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "jraph", "numpy", "mlxtend",
             "ml_collections", "orbax-checkpoint", "tensorboardX",
@@ -25,41 +23,6 @@ def versions() -> dict[str, str]:
     except metadata.PackageNotFoundError:
       out[p] = "not installed"
   return out
-
-
-def _jsonable(x):
-  """Plain JSON types; NaN and infinities become null (strict JSON)."""
-  if isinstance(x, Mapping):
-    return {str(k): _jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, (np.generic, np.ndarray)) or hasattr(x, "tolist"):
-    return _jsonable(np.asarray(x).tolist())
-  if isinstance(x, float) and not math.isfinite(x):
-    return None
-  return x
-
-
-def write_json(path: str, obj: Any) -> None:
-  """Writes atomically (temp file + rename): a crash never leaves half."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
-                             suffix=".tmp")
-  with os.fdopen(fd, "w") as f:
-    json.dump(_jsonable(obj), f, indent=2, allow_nan=False)
-    f.write("\n")
-  os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-  os.replace(tmp, path)
-
-
-def write_bytes(path: str, data: bytes) -> None:
-  """Writes atomically (temp file + rename)."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-  with os.fdopen(fd, "wb") as f:
-    f.write(data)
-  os.chmod(tmp, 0o644)
-  os.replace(tmp, path)
 
 
 def attribute_stats(attrs: np.ndarray, mask: np.ndarray,
@@ -88,18 +51,6 @@ def attribute_stats(attrs: np.ndarray, mask: np.ndarray,
 
 def angle_error(a: float, b: float) -> float:
   return float(abs((a - b + 180.0) % 360.0 - 180.0))
-
-
-# Colours of semantic ids 0.. (none, then the grammar's classes in order;
-# Aerial2D: grass, road, car, tree, house).
-PALETTE = np.array([[0, 0, 0], [0.55, 0.85, 0.45], [0.5, 0.5, 0.5],
-                    [0.95, 0.1, 0.1], [0.05, 0.35, 0.05], [1.0, 0.6, 0.1],
-                    [0.2, 0.4, 1.0], [1.0, 1.0, 0.2]], np.float32)
-
-
-def colorize(semantic: np.ndarray) -> np.ndarray:
-  """[n, H, W] semantic ids -> [n, H, W, 3] colours of ``PALETTE``."""
-  return PALETTE[np.asarray(semantic) % len(PALETTE)]
 
 
 def save_grid(path: str, rows: Sequence[tuple[str, np.ndarray]],

@@ -113,10 +113,11 @@ def test_every_car_pixel_of_the_map_is_drawn_from_a_car_texture(pools):
 
 def test_semantic_classes_and_target_sets(pools):
   config = aerial_config.get_config("smoke")
-  from metasim_jax.training import trainer
-  pipe, _ = trainer.build_pipeline(config)
-  assert pipe.class_names == ("none",) + aerial.CLASSES
-  sets = aerial.target_sets(jax.random.key(0), pipe, pools,
+  from metasim_jax import pipeline as pipeline_lib
+  pipe, _ = pipeline_lib.build(config)
+  assert pipe.semantic_names == ("none",) + aerial.CLASSES
+  assert pipe.task.class_names == pipe.semantic_names
+  sets = aerial.render_sets(jax.random.key(0), pipe, pools,
                             {"real": 6, "val": 3, "test": 5}, batch=4)
   assert sets["test"].images.shape == (5, 64, 64, 3)
   assert sets["test"].labels.shape == (5, 64, 64)

@@ -23,10 +23,9 @@ from flax import serialization
 
 from experiments.configs import aerial as aerial_config
 from experiments.configs import mnist as mnist_config
-from metasim_jax import grammar as grammar_lib
-from metasim_jax import transformer as transformer_lib
+from metasim_jax import io
+from metasim_jax import pipeline as pipeline_lib
 from metasim_jax.export import run as run_lib
-from metasim_jax.training import report, trainer
 
 
 @contextlib.contextmanager
@@ -46,18 +45,18 @@ def _fast_compile_module():
 
 
 def make_run_dir(config, workdir: str, seed: int = 0) -> str:
-  pipe, _ = trainer.build_pipeline(config)
+  pipe, _ = pipeline_lib.build(config)
   for which in ("grammar", "target"):
-    report.write_json(f"{workdir}/{which}.json",
-                      trainer.grammar_dict(config, which))
-  pools = run_lib.grammar_pools(config)
-  params = jax.jit(lambda k: transformer_lib.init(
-      k, pipe.transformer, pipe.prior,
-      grammar_lib.sample(k, pipe.prior, 2, pools)))(jax.random.key(seed))
-  report.write_json(f"{workdir}/results.json",
-                    {"experiment": config.name, "config": config.to_dict()})
-  report.write_bytes(f"{workdir}/transformer_seed{seed}.msgpack",
-                     serialization.to_bytes(params))
+    io.write_json(f"{workdir}/{which}.json",
+                  pipeline_lib.grammar_dict(config, which))
+  pools = pipe.world.grammar_pools(config)
+  k_scene, k_params = jax.random.split(jax.random.key(seed))
+  params = jax.jit(lambda a, b: pipe.init_transformer(a, b, pools))(
+      k_scene, k_params)
+  io.write_json(f"{workdir}/results.json",
+                {"experiment": config.name, "config": config.to_dict()})
+  io.write_bytes(f"{workdir}/transformer_seed{seed}.msgpack",
+                 serialization.to_bytes(params))
   return workdir
 
 

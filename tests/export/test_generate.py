@@ -80,7 +80,7 @@ def test_tfds_mnist_images_labels_and_scene_graphs(runs, exports):
   g = run.pipe.prior
   labels = np.array([e["label"] for e in examples])
   np.testing.assert_array_equal(
-      labels, attrs[:, run.pipe.label_slot, run.pipe.label_col])
+      labels, attrs[:, run.pipe.task.slot, run.pipe.task.col])
   assert len(set(labels)) > 3  # drawn over the ten classes
   image, _, _ = rerender(run, attrs, mask)
   stored = np.stack([e["image"] for e in examples])
@@ -262,6 +262,6 @@ def test_a_full_trainer_run_directory_loads(aerial_run, tmp_path):
     shutil.copy(os.path.join(full, name), run_dir / name)
   shutil.copy(os.path.join(aerial_run, "transformer_seed0.msgpack"), run_dir)
   run = run_lib.load(str(run_dir))
-  assert run.config.name == "aerial" and run.pipe.task == "segmentation"
+  assert run.config.name == "aerial" and run.config.task_type == "segmentation"
   assert len(run.pools["car"]) == 600  # the full config's textures
   assert run.grammar == json.load(open(os.path.join(full, "grammar.json")))

@@ -5,6 +5,7 @@
 import pytest
 
 from experiments.configs import mnist as mnist_config
+from metasim_jax import keys
 from metasim_jax.training import trainer
 
 SMOKE_VARIANT = "rot,smoke,both"
@@ -20,8 +21,20 @@ def smoke_config():
   return config
 
 
+class RecordingStreams(keys.Streams):
+  """``keys.Streams`` that also keeps every ledger (one per seed run)."""
+  ledgers: list[set] = []
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    RecordingStreams.ledgers.append(self.issued)
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
-  """(workdir, summary) of ``trainer.run(smoke_config(), workdir)``."""
+  """(workdir, summary) of ``trainer.run(smoke_config(), workdir)``; the key
+  paths each seed asked for are in ``RecordingStreams.ledgers``."""
   workdir = tmp_path_factory.mktemp("mnist_smoke")
-  return workdir, trainer.run(smoke_config(), str(workdir))
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(keys, "Streams", RecordingStreams)
+    return workdir, trainer.run(smoke_config(), str(workdir))

@@ -184,7 +184,7 @@ def _set(config, name, value):
     ("mmd.lr", 0.0, "config.mmd.lr must be a finite number > 0, got 0.0"),
     ("task.gen_lr", float("nan"), "config.task.gen_lr must be a finite"),
     ("checkpoint_every", 0, "config.checkpoint_every must be >= 1"),
-    ("dataset", "cifar", "unknown config.dataset 'cifar'"),
+    ("world", "cifar", "unknown world 'cifar'"),
     ("seeds", (1, 1), "config.seeds (1, 1) has a repeated seed"),
 ])
 def test_value_out_of_range_is_named(tmp_path, name, value, message):

@@ -28,6 +28,23 @@ def test_mnist_smoke_run_writes_its_outputs(smoke_run):
   assert summary["experiment"] == "mnist_rot_smoke_both"
 
 
+@pytest.mark.slow
+def test_smoke_run_uses_no_key_for_two_things(smoke_run):
+  """The run's key ledgers (one per seed) raised no KeyReuseError, and
+  each use has its own stream: the initial scenes and params, the
+  evaluation repeats (derived from the eval stream, never it itself)."""
+  from tests.training.conftest import RecordingStreams
+  del smoke_run
+  ledgers = RecordingStreams.ledgers[:2]
+  assert len(ledgers) == 2  # seeds 0 and 1
+  for issued in ledgers:
+    names = {p[0] for p in issued}
+    assert {"init_scene", "init_params", "pretrain", "starts", "mmd",
+            "task", "select", "probe", "eval", "stats", "pictures"} <= names
+    assert ("eval",) not in issued and ("eval", 0) in issued
+    assert ("pretrain", 0) in issued and ("pretrain",) not in issued
+
+
 def test_bad_variant_is_a_clear_error():
   with pytest.raises(ValueError, match="rot_trans"):
     mnist_config.get_config("rotate")

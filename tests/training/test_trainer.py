@@ -5,14 +5,16 @@ import numpy as np
 import pytest
 
 from experiments.configs import mnist as mnist_config
+from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import transformer as transformer_lib
+from metasim_jax.data import mnist
 from metasim_jax.grammar import sample
-from metasim_jax.training import trainer
+from metasim_jax.training import starts, trainer
 from tests.conftest import random_pool
 
 
 def test_start_offsets_cover_the_circle(grammar):
-  cols, offsets = trainer._start_offsets(jax.random.key(0), grammar, 4, 0.0)
+  cols, offsets = starts.start_offsets(jax.random.key(0), grammar, 4, 0.0)
   names = [grammar.attr_names[j] for j in cols]
   assert names == ["x", "y", "yaw"]
   yaw = offsets[:, names.index("yaw")] * 180.0
@@ -37,9 +39,9 @@ def test_offsets_rotate_the_generated_scenes(grammar, pools):
 
 def test_target_set_uses_every_digit_once_with_its_label():
   config = mnist_config.get_config("rot,smoke")
-  pipe, _ = trainer.build_pipeline(config)
+  pipe, _ = pipeline_lib.build(config)
   pool = random_pool(num=20, size=28, labels=10)
-  data = trainer._target_set(jax.random.key(0), pipe, "digits", pool)
+  data = mnist.labelled_render(jax.random.key(0), pipe, "digits", pool)
   assert data.images.shape == (20, 32, 32, 1)
   np.testing.assert_array_equal(data.labels, pool.labels)
   # Distinct textures give distinct images.
@@ -51,7 +53,7 @@ def test_target_with_other_structure_is_rejected():
   config = mnist_config.get_config("rot,smoke")
   config.target.classes.scene.children = [["digit", 1], ["background", 1]]
   with pytest.raises(ValueError, match="structure"):
-    trainer.build_pipeline(config)
+    pipeline_lib.build(config)
 
 
 def test_empty_seeds_is_a_clear_error(tmp_path):

@@ -5,7 +5,7 @@ import optax
 
 from metasim_jax import transformer
 from metasim_jax.grammar import sample
-from metasim_jax.training import losses
+from metasim_jax.transformer import losses
 
 
 def test_reinforce_is_unbiased_on_a_toy_problem():

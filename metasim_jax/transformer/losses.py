@@ -1,4 +1,6 @@
-"""Losses of the three Meta-Sim objectives (pure functions)."""
+"""Losses on the Distribution Transformer's outputs (pure functions): the
+autoencoder pre-training loss and the Gaussian sampling, log-probability and
+score-function surrogate of REINFORCE (Algorithm 1)."""
 
 from __future__ import annotations
 

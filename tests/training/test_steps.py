@@ -8,16 +8,17 @@ import optax
 
 from experiments.configs import mnist as mnist_config
 from metasim_jax import features as features_lib
+from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import transformer as transformer_lib
 from metasim_jax.grammar import sample
-from metasim_jax.training import pipeline as pl
-from metasim_jax.training import trainer
+from metasim_jax.training import steps as pl
+from metasim_jax.types import LabeledSet
 
 
 def _setup(task_weight=0.0):
   config = mnist_config.get_config("rot,smoke")
   config.task.weight = task_weight
-  pipe, feat_params = trainer.build_pipeline(config)
+  pipe, feat_params = pipeline_lib.build(config)
   rng = np.random.default_rng(0)
   grey = rng.uniform(0, 1, (20, 28, 28)).astype(np.float32)
   from metasim_jax.types import TexturePool
@@ -60,7 +61,7 @@ def test_task_step_moves_the_generator():
       pipe, tx, pl.adam(1e-3), num_scenes=16, inner_steps=2, inner_batch=8,
       task_weight=1.0, mmd_weight=0.0, baseline_decay=0.5,
       reward="neg_loss", fixed_task_init=True)
-  val = pl.LabeledSet(
+  val = LabeledSet(
       pipe.render(sample(jax.random.key(9), pipe.target, 8, pools), pools,
                   pipe.target).image, jnp.arange(8) % 10)
   before = jax.tree.map(np.asarray, state.params)

@@ -1,0 +1,100 @@
+"""The base config: every key the code reads, with its default.
+
+A world's config (``mnist.py``, ``aerial.py``) starts from ``get_config()``
+and changes what differs, so every experiment has the same keys and any of
+them can be set from a flag (the configs are locked: a flag can only set a
+key that exists).  Keys that only one world reads stay in that world's file
+(MNIST: ``digits``, ``data_dir``, ``pool``, ``splits``; Aerial2D:
+``textures``, ``splits``).
+
+  world        "mnist" or "aerial": where the grammar's assets (digit or
+               texture pools) and the target sets come from.
+  task_type    "classification" (label: ``label.attr`` of the slot
+               ``label.slot``) or "segmentation" (label: the renderer's
+               semantic map; mean IoU over the classes ``mean_over``).
+  renderer     "raster2d" (the only one now).
+  grammar, target            the grammars as dicts, or
+  grammar_file, target_file  JSON files (a non-empty path wins).
+  mmd          distribution matching: MMD^2 on features, multi-start.
+  task         the task meta-objective (Algorithm 1, REINFORCE).
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.name = ""
+  c.world = "mnist"  # or "aerial"
+  c.task_type = "classification"  # or "segmentation"
+  c.renderer = "raster2d"
+  c.seeds = (0,)
+  c.data_seed = 1234  # fixes the data splits and the target sets
+  c.log_every = 50    # console
+  c.curve_every = 10  # curves in the PNG
+  # Steps of a stage between checkpoints (workdir/checkpoints; a stage's
+  # start and each evaluated source get one too); --resume continues there.
+  c.checkpoint_every = 100
+
+  # Input grammar and target: a dict each, or a JSON file each.
+  c.grammar = {}
+  c.target = {}
+  c.grammar_file = ""
+  c.target_file = ""
+  # Classification: the label is attribute `attr` of slot `slot` (e.g.
+  # "scene/digit[0]", "class").  Segmentation: mean IoU over `mean_over`.
+  c.label = {"slot": "", "attr": ""}
+  c.mean_over = ()
+  c.canvas = {"height": 32, "width": 32, "channels": 1}
+
+  c.transformer = {"hidden": 64, "encoder_layers": 2, "decoder_layers": 2}
+  c.pretrain = {"steps": 200, "batch_size": 64, "lr": 3e-3}
+  # All the arguments of metasim_jax.features.create; "pyramid" reads
+  # levels and sigma, "local_stats" levels, num_filters, filter_size and
+  # seed, "inception" the inception_* ones.
+  c.features = {"name": "pyramid", "levels": 4, "sigma": 1.0,
+                "num_filters": 32, "filter_size": 3, "seed": 0,
+                "inception_weights": "", "inception_layer": "Mixed_5d",
+                "inception_resize": 128}
+
+  # Distribution matching: MMD^2 between the features of generated and
+  # real images, from num_starts starts (the one with the lowest MMD^2 on
+  # select_batch fresh scenes is kept).
+  c.mmd = ml_collections.ConfigDict()
+  c.mmd.weight = 1.0
+  c.mmd.steps = 300
+  c.mmd.batch_size = 50
+  c.mmd.lr = 1e-2
+  # Gaussian-kernel bandwidths as multiples of the median real-real
+  # feature distance.
+  c.mmd.median_multiples = (0.5, 1.0, 2.0, 4.0)
+  c.mmd.grad = "finite_diff"  # or "autodiff"
+  c.mmd.num_starts = 4
+  c.mmd.start_spread = 0.0
+  c.mmd.select_batch = 500
+  c.mmd.lr_decay = False  # cosine decay of the MMD learning rate to 0
+
+  # The task meta-objective (Algorithm 1, REINFORCE): train a task net on
+  # num_scenes generated scenes, reward it on the real validation set.
+  c.task = ml_collections.ConfigDict()
+  c.task.weight = 0.0
+  c.task.steps = 0
+  c.task.with_mmd = True
+  c.task.num_scenes = 1000
+  c.task.inner_steps = 60
+  c.task.inner_batch = 50
+  c.task.lr = 2e-3
+  c.task.gen_lr = 3e-3
+  c.task.sigma = {"x": 1.0, "y": 1.0, "yaw": 10.0}
+  c.task.baseline_decay = 0.9
+  c.task.reward = "score"  # the task's headline metric on V; or "neg_loss"
+  c.task.fixed_init = True
+  c.task.noise = "per_scene"  # Algorithm 1; "per_dataset" is ours
+
+  # kwargs: the task net's constructor arguments (by net).
+  c.tasknet = {"name": "small_cnn", "kwargs": {}}
+  c.eval = {"train_steps": 2000, "batch_size": 64, "lr": 2e-3,
+            "probe_steps": 300, "probe_every": 100, "num_scenes": 1000,
+            "repeats": 1}  # repeats: task-net trainings averaged per source
+  c.success = {"attribute_tolerance": {}}  # attribute -> tolerance
+  return c

@@ -1,0 +1,192 @@
+"""The evaluation stage of a seed and the run's reports: task networks
+trained on each source's scenes and scored on the test set, attribute
+statistics and MMD^2 / KID of each source, the sample grid and curves, the
+trained generator's parameters, and the summary over seeds."""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+from flax import serialization
+from PIL import Image
+
+from metasim_jax import features as features_lib
+from metasim_jax import io
+from metasim_jax.training import report
+from metasim_jax.training.seed import SOURCES, SeedRun, Setup
+
+
+def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
+  """Task networks trained on each source, scored on the test set (one
+  checkpoint per source), then the distribution report and pictures."""
+  config, pipe, head = setup.config, setup.pipe, setup.pipe.headline
+  if state is None:
+    run.save("eval", 0, params)
+  else:
+    params = state
+  # Each source trains ``eval.repeats`` task networks from the same keys
+  # (common random numbers across sources) and reports their mean.
+  for j, source in enumerate(SOURCES):
+    if j < start:
+      continue
+    runs = []
+    for r in range(config.eval.repeats):
+      task_params, loss = setup.final[source].run(run.keys("eval", r), params,
+                                                  setup.pools)
+      runs.append({**setup.score(task_params, setup.test),
+                   "train_loss": loss})
+    runs = jax.device_get(runs)
+    run.record["eval"][source] = {k: [float(x[k]) for x in runs]
+                                  for k in runs[0]}
+    means = {k: float(np.nanmean(v))
+             for k, v in run.record["eval"][source].items()}
+    run.tb.scalars(run.global_step("eval", j + 1), {
+        ("" if k == "train_loss" else "test_") + f"{k}/{source}": v
+        for k, v in means.items()}, "eval/")
+    logging.info("[eval] trained on %-8s -> test %s %.4f (%s)", source,
+                 head, means[head], ", ".join(
+                     f"{a:.4f}" for a in run.record["eval"][source][head]))
+    line = pipe.task.describe(means)
+    if line:
+      logging.info("[eval]   %s", line)
+    run.save("eval", j + 1, params)
+
+  repeats = run.record["eval"]
+  results = {s: {k: float(np.nanmean(v)) for k, v in repeats[s].items()}
+             for s in SOURCES}
+  stats, dist, values = distribution_report(setup, params, run.keys("stats"))
+  errors = {}
+  for name, tv in stats["target"].items():
+    mv = stats["metasim"][name]["mean"]
+    errors[name] = (report.angle_error(mv, tv["mean"])
+                    if tv["kind"] == "angle" else abs(mv - tv["mean"]))
+  run.read_clock()
+  sec = run.record["seconds"]
+  training = sum(sec.get(s, 0.0) for s in ("pretrain", "mmd", "task"))
+  out = {
+      "seed": run.seed,
+      f"test_{head}": {s: results[s][head] for s in SOURCES},
+      "test_loss": {s: results[s]["loss"] for s in SOURCES},
+      f"test_{head}_per_repeat": {s: repeats[s][head] for s in SOURCES},
+      "test_metrics": results,
+      "distribution": dist,
+      "attribute_stats": stats,
+      "attribute_mean_error": errors,
+      "mmd_start_selection": run.record["selection"],
+      "selected_start": run.record["best"],
+      "seconds": {"mmd_stage": sec.get("mmd", 0.0),
+                  "task_stage": sec.get("task", 0.0),
+                  "training_total": training,
+                  "with_evaluation": training + sec.get("eval", 0.0)},
+      "curves": run.record["curves"],
+  }
+  grid = write_pictures(setup, params, run.keys("pictures"), run.seed,
+                        run.record["curves"])
+  # The trained generator, for sampling datasets later.
+  io.write_bytes(f"{setup.workdir}/transformer_seed{run.seed}.msgpack",
+                 serialization.to_bytes(params))
+  step = run.global_step("done", 0)
+  run.tb.scalars(step, {f"{m}_vs_test/{s}": d[m] for s, d in dist.items()
+                        for m in ("mmd2", "kid")}, "eval/")
+  run.tb.image("samples/prior_metasim_target", grid, step)
+  for source, cols in values.items():
+    for name, v in cols.items():  # scene/digit[0].yaw -> scene/digit0.yaw
+      name = name.replace("[", "").replace("]", "")
+      run.tb.histogram(f"attributes/{source}/{name}", v, step)
+  run.record["result"] = out
+  run.save("done", 0, params)
+  return params
+
+
+def distribution_report(setup: Setup, params, key):
+  """Attribute statistics and MMD^2 / KID of each source vs the test set,
+  and the attribute values ({source: {slot.attr: [n]}}) behind them."""
+  pipe, n = setup.pipe, setup.config.eval.num_scenes
+  prior = pipe.prior
+  columns = [(prior.slots[i].path, i, j)
+             for i, j in zip(*np.nonzero(prior.mutable))
+             if prior.attr_kinds[j] in ("continuous", "angle")]
+  k_scene, k_kid = jax.random.split(key)
+  stats, dist, values = {}, {}, {}
+  for name, source in SOURCES.items():
+    scene, mmd2, kid = _measure(pipe, k_scene, k_kid, n, params, setup.pools,
+                                setup.feat_params, setup.test_ref, source)
+    attrs, mask = np.asarray(scene.attrs), np.asarray(scene.node_mask)
+    key_name = "target" if name == "oracle" else name
+    stats[key_name] = report.attribute_stats(
+        attrs, mask, prior.attr_names, prior.attr_kinds, columns)
+    values[key_name] = {
+        f"{path}.{prior.attr_names[j]}": attrs[:, i, j][mask[:, i]]
+        for path, i, j in columns}
+    dist[name] = {"mmd2": float(mmd2), "kid": float(kid[0]),
+                  "kid_std": float(kid[1])}
+  return stats, dist, values
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 8))
+def _measure(pipe, k_scene, k_kid, n, params, pools, feat_params, reference,
+             source):
+  scene = pipe.sample(k_scene, n, pools, params, source)
+  feats = pipe.feature_fn(feat_params, pipe.render(
+      scene, pools, pipe.grammar(source)).image)
+  return (scene, reference.mmd2(feats),
+          features_lib.kid(k_kid, feats, reference.feats))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _picture_renders(pipe, key, n, params, pools):
+  """Renders of ``n`` prior scenes and of the same scenes transformed."""
+  scene = pipe.sample(key, n, pools, source="prior")
+  return pipe.render(scene, pools), pipe.render(pipe.transform(params, scene),
+                                                pools)
+
+
+def write_pictures(setup: Setup, params, key, seed: int, curves):
+  """Writes the sample grid (rows chosen by the task) and the curves PNGs;
+  returns the grid [H, W, 3]."""
+  n = min(10, len(setup.test.labels))
+  prior, metasim = _picture_renders(setup.pipe, key, n, params, setup.pools)
+  rows = setup.pipe.task.grid_rows(prior, metasim, setup.test)
+  grid = f"{setup.workdir}/grid_seed{seed}.png"
+  report.save_grid(grid, [(t, np.asarray(x)) for t, x in rows])
+  report.save_curves(f"{setup.workdir}/curves_seed{seed}.png", curves,
+                     f"{setup.config.name} seed {seed}")
+  with Image.open(grid) as im:  # the grid as written, for TensorBoard
+    return np.asarray(im.convert("RGB"))
+
+
+def summarise(config, per_seed, t_start: float, head: str) -> dict[str, Any]:
+  """results.json: the summary over seeds, per-seed results, config."""
+  acc = {s: [r[f"test_{head}"][s] for r in per_seed] for s in SOURCES}
+  gap = [r[f"test_{head}"]["oracle"] - r[f"test_{head}"]["metasim"]
+         for r in per_seed]
+  tol = dict(config.success.attribute_tolerance)
+  ok_attr = [bool(all(err <= tol.get(name.rsplit(".", 1)[-1], np.inf)
+                      for name, err in r["attribute_mean_error"].items()))
+             for r in per_seed]
+  return {
+      "experiment": config.name,
+      "summary": {
+          "seeds": list(config.seeds),
+          "headline_metric": head,
+          f"test_{head}_mean": {s: float(np.mean(v)) for s, v in acc.items()},
+          f"test_{head}_per_seed": acc,
+          "test_metrics_mean": {
+              s: {k: float(np.nanmean([r["test_metrics"][s][k]
+                                       for r in per_seed]))
+                  for k in per_seed[0]["test_metrics"][s]}
+              for s in SOURCES},
+          "oracle_minus_metasim_per_seed": gap,
+          "attributes_within_tolerance_per_seed": ok_attr,
+          "attribute_tolerance": tol,
+          "wall_seconds": time.perf_counter() - t_start,
+      },
+      "per_seed": per_seed,
+      "config": config.to_dict(),
+      "versions": report.versions(),
+  }

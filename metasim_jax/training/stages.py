@@ -1,0 +1,165 @@
+"""The generator-training stages of one seed, as host loops around the
+jitted steps: ``pretrain`` (autoencoder), ``match`` (MMD^2, multi-start)
+and ``meta_objective`` (the task loss, Algorithm 1).
+
+Each stage takes the previous stage's transformer params, or resumes from
+``state`` at ``start`` (a restored checkpoint), and returns its trained
+params.  Metrics stay on the device between host syncs: they are read to
+the host (and checked for NaN/Inf, logged to TensorBoard, the console and
+the curves) only at logging, curve, probe and checkpoint steps, so the host
+can queue the next steps meanwhile.  Every checkpointed state is checked
+for NaN/Inf first (``SeedRun.save``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+from absl import logging
+
+from metasim_jax.training.seed import SeedRun, Setup
+
+
+class Progress:
+  """Console progress: stage, step, metrics and ETA."""
+
+  def __init__(self, stage: str, total: int, every: int, first: int = 0):
+    self.stage, self.total, self.every = stage, total, max(every, 1)
+    self.first = first  # steps done before this process (resumed runs)
+    self.start = time.perf_counter()
+
+  def due(self, done: int) -> bool:
+    return done % self.every == 0 or done == self.total
+
+  def log(self, done: int, metrics: dict[str, float]) -> None:
+    elapsed = time.perf_counter() - self.start
+    eta = elapsed / max(done - self.first, 1) * (self.total - done)
+    text = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+    logging.info("[%s] step %d/%d %s | %.1fs elapsed, ETA %.1fs", self.stage,
+                 done, self.total, text, elapsed, eta)
+
+
+def _sync_due(setup: Setup, run: SeedRun, stage: str, done: int,
+              prog: Progress, *extra: int) -> bool:
+  """Whether step ``done`` reads its metrics to the host."""
+  curve = setup.config.curve_every
+  return (done == 1 or prog.due(done) or done % curve == 0
+          or run.due(stage, done) or any(e and done % e == 0 for e in extra))
+
+
+def pretrain(setup: Setup, run: SeedRun, params, state, start: int):
+  """Autoencoder (identity) pre-training of the transformer."""
+  if state is None:
+    params = run.init_params()
+    state = {"params": params, "opt_state": setup.pretrain_tx.init(params)}
+    run.save("pretrain", 0, state)
+  params, opt = state["params"], state["opt_state"]
+  total = setup.steps["pretrain"]
+  prog = Progress("pretrain", total, setup.config.log_every, start)
+  for i in range(start, total):
+    params, opt, loss = setup.pretrain_step(
+        params, opt, run.keys("pretrain", i), setup.pools)
+    done = i + 1
+    if _sync_due(setup, run, "pretrain", done, prog):
+      m = {"ae_loss": float(loss)}
+      run.check("pretrain", done, m)
+      run.tb.scalars(run.global_step("pretrain", done), m, "pretrain/")
+      if prog.due(done):
+        prog.log(done, m)
+    if run.due("pretrain", done):
+      run.save("pretrain", done, {"params": params, "opt_state": opt})
+  return params
+
+
+def _probe(setup: Setup, run: SeedRun, state, step: int) -> None:
+  """Task score on V of the start that currently matches best."""
+  head = setup.pipe.headline
+  k = int(np.argmin(np.asarray(setup.mmd_eval(
+      state.params, run.keys("select"), setup.pools, setup.feat_params,
+      setup.target_mmd))))
+  params = jax.tree.map(lambda x: x[k], state.params)
+  task_params, _ = setup.probe.run(run.keys("probe"), params, setup.pools)
+  score = float(setup.score(task_params, setup.val)[head])
+  run.curve(run.probe_name, "Meta-Sim (MMD)", step, score)
+  run.tb.scalars(run.global_step("mmd", step),
+                 {f"probe_{head}_on_V": score}, "mmd/")
+  logging.info("[mmd] step %d probe: task %s on V %.4f (start %d)", step,
+               head, score, k)
+
+
+def match(setup: Setup, run: SeedRun, params, state, start: int):
+  """Distribution matching: MMD^2 over K starts, then the best start."""
+  config = setup.config
+  total = setup.steps["mmd"]
+  probe_every = config.eval.probe_every if total else 0
+  if state is None:
+    state = run.mmd_state(params)
+    if probe_every:
+      _probe(setup, run, state, 0)
+    run.save("mmd", 0, state)
+  prog = Progress("mmd", total, config.log_every, start)
+  for i in range(start, total):
+    state, m = setup.mmd_step(state, setup.pools, setup.feat_params,
+                              setup.target_mmd)
+    done = i + 1
+    if _sync_due(setup, run, "mmd", done, prog, probe_every):
+      m = jax.device_get(m)
+      run.check("mmd", done, m)
+      mmd, k_all = m["mmd2"], range(len(m["mmd2"]))
+      run.tb.scalars(run.global_step("mmd", done),
+                     {f"{name}/start{k}": v[k] for name, v in
+                      (("mmd2_train_batch", mmd),
+                       ("grad_norm", m["grad_norm"])) for k in k_all},
+                     "mmd/")
+      if done == 1 or done % config.curve_every == 0:
+        for k in k_all:
+          run.curve("MMD^2 (train batch)", f"start {k}", done, mmd[k])
+      if prog.due(done):  # this step's batch; selection uses a larger one
+        prog.log(done, {"batch_mmd2_min": float(mmd.min()),
+                        "batch_argmin_start": float(mmd.argmin())})
+    if probe_every and done % probe_every == 0:
+      _probe(setup, run, state, done)
+    if run.due("mmd", done):
+      run.save("mmd", done, state)
+  selection = np.asarray(setup.mmd_eval(state.params, run.keys("select"),
+                                        setup.pools, setup.feat_params,
+                                        setup.target_mmd))
+  run.check("mmd", total, {"selection_mmd2": selection})
+  best = int(np.argmin(selection))
+  if len(selection) > 1:
+    logging.info("start selection MMD^2 %s -> start %d", selection.round(5),
+                 best)
+  run.record["selection"], run.record["best"] = selection.tolist(), best
+  run.tb.scalars(run.global_step("mmd", total),
+                 {**{f"selection_mmd2/start{k}": v
+                     for k, v in enumerate(selection)},
+                  "selected_start": best}, "mmd/")
+  return jax.tree.map(lambda x: x[best], state.params)
+
+
+def meta_objective(setup: Setup, run: SeedRun, params, state, start: int):
+  """The task meta-objective (Algorithm 1, REINFORCE) from the best start.
+  Its steps are long (a task network is trained in each), so every step's
+  metrics are read."""
+  if state is None:
+    state = run.task_state(params)
+    run.save("task", 0, state)
+  total = setup.steps["task"]
+  prog = Progress("task", total, max(1, setup.config.log_every // 10), start)
+  for i in range(start, total):
+    state, m = setup.task_step(state, setup.pools, setup.feat_params,
+                               setup.target_mmd, setup.val)
+    done = i + 1
+    m = {k: float(v) for k, v in jax.device_get(m).items()}
+    run.check("task", done, m)
+    run.curve("task reward on V", "reward", done, m["reward"])
+    run.curve("task reward on V", "baseline", done, m["baseline"])
+    run.tb.scalars(run.global_step("task", done), m, "task/")
+    if prog.due(done):
+      prog.log(done, {k: m[k] for k in ("reward", "baseline", "val_score",
+                                        "mmd2")})
+    if run.due("task", done):
+      run.save("task", done, state)
+  return jax.tree.map(lambda x: x[0], state.params)

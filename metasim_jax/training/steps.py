@@ -1,0 +1,197 @@
+"""The jitted training steps of the generator (one ``jax.jit`` each).
+
+The host loops (``stages.py``) only call these:
+  * ``pretrain_step``: autoencoder (identity) pre-training of G_theta;
+  * ``mmd_step``: sample -> transform -> render (autodiff or finite
+    differences) -> features -> MMD^2 -> Adam, vmapped over K starts;
+  * ``task_step``: Algorithm 1, REINFORCE with a task network trained (the
+    one task-net trainer, ``tasknet.train``) and scored inside, plus an
+    optional MMD term.
+Every step derives its keys from ``fold_in(state.key, state.step)``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from metasim_jax import grammar as grammar_lib
+from metasim_jax import tasknet as tasknet_lib
+from metasim_jax.features import MMDTarget
+from metasim_jax.pipeline import Pipeline
+from metasim_jax.transformer import losses
+from metasim_jax.types import LabeledSet, MetaSimState
+
+REWARDS = ("score", "neg_loss")
+NOISES = ("per_scene", "per_dataset")
+
+
+def adam(lr: float, clip: float = 1.0, decay_steps: int | None = None
+         ) -> optax.GradientTransformation:
+  """Adam with global-norm clipping; cosine decay to 0 over decay_steps."""
+  if decay_steps:
+    lr = optax.cosine_decay_schedule(lr, decay_steps)
+  return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr))
+
+
+def init_state(key: jax.Array, params_k, tx: optax.GradientTransformation
+               ) -> MetaSimState:
+  """State for K stacked transformer parameter sets."""
+  k = jax.tree.leaves(params_k)[0].shape[0]
+  return MetaSimState(params=params_k, opt_state=jax.vmap(tx.init)(params_k),
+                      baseline=jnp.zeros((k,)),
+                      has_baseline=jnp.zeros((k,), bool),
+                      step=jnp.zeros((), jnp.int32), key=key)
+
+
+def _apply(tx, grads, opt_state, params):
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
+def make_pretrain_step(pipe: Pipeline, tx, batch: int):
+  """(params, opt_state, key, pools) -> (params, opt_state, loss); jitted."""
+
+  @jax.jit
+  def step(params, opt_state, key, pools):
+    loss, grads = jax.value_and_grad(pipe.pretrain_loss)(params, key, pools,
+                                                         batch)
+    params, opt_state = _apply(tx, grads, opt_state, params)
+    return params, opt_state, loss
+
+  return step
+
+
+def _check_batch(n: int, what: str):
+  if n < 2:
+    raise ValueError(f"{what} must be >= 2 for the unbiased MMD, got {n}")
+
+
+def make_mmd_step(pipe: Pipeline, tx):
+  """(state, pools, feat_params, target) -> (state, metrics); one jit.
+
+  Every start sees the same scenes (common random numbers), so their MMDs
+  are comparable.
+  """
+  _check_batch(pipe.mmd_batch, "mmd.batch_size")
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def step(state: MetaSimState, pools, feat_params, target: MMDTarget):
+    key = jax.random.fold_in(state.key, state.step)
+
+    def one(params, opt_state):
+      loss, grads = jax.value_and_grad(pipe.mmd_loss)(params, key, pools,
+                                                      feat_params, target)
+      params, opt_state = _apply(tx, grads, opt_state, params)
+      return params, opt_state, loss, optax.global_norm(grads)
+
+    params, opt_state, loss, gnorm = jax.vmap(one)(state.params,
+                                                   state.opt_state)
+    state = state.replace(params=params, opt_state=opt_state,
+                          step=state.step + 1)
+    return state, {"mmd2": loss, "grad_norm": gnorm}
+
+  return step
+
+
+def make_mmd_eval(pipe: Pipeline, batch: int):
+  """MMD^2 of each start on a fresh batch: (params_k, key, ...) -> [K]."""
+  _check_batch(batch, "mmd.select_batch")
+
+  @jax.jit
+  def evaluate(params_k, key, pools, feat_params, target: MMDTarget):
+    def one(params):
+      scene = pipe.sample(key, batch, pools, params)
+      image = pipe.render(scene, pools).image
+      return target.mmd2(pipe.feature_fn(feat_params, image))
+    return jax.vmap(one)(params_k)
+
+  return evaluate
+
+
+def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
+                   inner_steps: int, inner_batch: int, task_weight: float,
+                   mmd_weight: float, baseline_decay: float, reward: str,
+                   fixed_task_init: bool, noise: str = "per_scene"):
+  """Algorithm 1 (+ optional MMD term) as one jitted step, K = 1 start.
+
+  ``noise="per_scene"`` is the paper's Algorithm 1: every mutable attribute
+  of every scene gets its own Gaussian noise and log p is summed over the
+  attributes; the surrogate averages over scenes (so ``task_weight`` is per
+  scene and does not scale with ``num_scenes``).
+  ``"per_dataset"`` (ours) draws one shared offset per attribute for the
+  whole dataset, so the reward sees a whole-distribution perturbation; log p
+  is that of the shared offset.  (state, pools, feat_params, target, val)
+  -> (state, metrics).
+  """
+  if reward == "accuracy":  # the old name of "score"
+    reward = "score"
+  if reward not in REWARDS:
+    raise ValueError(f"unknown task reward {reward!r}; valid: {REWARDS}")
+  if noise not in NOISES:
+    raise ValueError(f"unknown task noise {noise!r}; valid: {NOISES}")
+  if pipe.task_sigma is None:
+    raise ValueError("task_step needs Pipeline.task_sigma")
+  sigma = pipe.task_sigma
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def step(state: MetaSimState, pools, feat_params, target: MMDTarget,
+           val: LabeledSet):
+    k_steps, k_fixed = jax.random.split(state.key)
+    key = jax.random.fold_in(k_steps, state.step)
+    k_scene, k_noise, k_task, k_mmd = jax.random.split(key, 4)
+    if fixed_task_init:  # common random numbers across meta-epochs
+      k_task = k_fixed
+    params = jax.tree.map(lambda x: x[0], state.params)
+    opt_state = jax.tree.map(lambda x: x[0], state.opt_state)
+
+    scene = grammar_lib.sample(k_scene, pipe.prior, num_scenes, pools)
+    mean = pipe.transform(params, scene)
+    if noise == "per_scene":
+      drawn = losses.gaussian_sample(k_noise, mean, sigma, pipe.prior)
+    else:
+      drawn = losses.shared_gaussian_sample(k_noise, mean, sigma, pipe.prior)
+    renders = pipe.render(drawn, pools)
+    images, labels = renders.image, pipe.task.targets(drawn, renders)
+
+    def batch_fn(k):
+      idx = jax.random.randint(k, (inner_batch,), 0, num_scenes)
+      return images[idx], labels[idx]
+
+    task_params, _ = tasknet_lib.train(k_task, pipe.tasknet, pipe.task.loss,
+                                       task_tx, batch_fn, inner_steps,
+                                       pipe.input_shape)
+    scores = pipe.score(task_params, val)
+    r = -scores["loss"] if reward == "neg_loss" else scores[pipe.headline]
+    b = jnp.where(state.has_baseline[0], state.baseline[0], r)
+
+    log_prob = (losses.gaussian_log_prob if noise == "per_scene"
+                else losses.shared_gaussian_log_prob)
+
+    def surrogate(p):
+      logp = log_prob(drawn.attrs, pipe.transform(p, scene), sigma,
+                      pipe.prior)
+      return jnp.mean(losses.reinforce_surrogate(logp, r, b))
+
+    loss, grads = jax.value_and_grad(surrogate)(params)
+    grads = jax.tree.map(lambda g: task_weight * g, grads)
+    mmd = jnp.zeros(())
+    if mmd_weight:
+      mmd, g_mmd = jax.value_and_grad(pipe.mmd_loss)(params, k_mmd, pools,
+                                                     feat_params, target)
+      grads = jax.tree.map(lambda a, c: a + mmd_weight * c, grads, g_mmd)
+    params, opt_state = _apply(tx, grads, opt_state, params)
+    new_b = baseline_decay * b + (1 - baseline_decay) * r
+    state = state.replace(
+        params=jax.tree.map(lambda x: x[None], params),
+        opt_state=jax.tree.map(lambda x: x[None], opt_state),
+        baseline=new_b[None], has_baseline=jnp.ones((1,), bool),
+        step=state.step + 1)
+    return state, {"reward": r, "baseline": b, "val_score":
+                   scores[pipe.headline], "val_loss": scores["loss"],
+                   "surrogate": loss, "mmd2": mmd}
+
+  return step
