@@ -1,7 +1,10 @@
 """Steps per second of the MMD stage of the training loop (the host loop
-``trainer._match`` around the jitted ``mmd_step``: metrics, TensorBoard,
-NaN checks, curves), through ``trainer.run`` with the shipped mnist rot
-config (batch 50, 4 starts, finite differences).
+around the jitted ``mmd_step``: metrics, TensorBoard, NaN checks, curves;
+``training/stages.py:match``, before it ``trainer._match``), through
+``trainer.run`` with the shipped mnist rot config (batch 50, 4 starts,
+finite differences).  The same script measured the code before and after
+the metrics stopped being read to the host after every step
+(``results/bench_mmd_stage_{before,after}.txt``).
 
 The stage's time (``results.json``: per_seed[0].seconds.mmd_stage) includes
 the first step's compilation, the start checkpoint and the final start

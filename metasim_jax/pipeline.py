@@ -27,6 +27,7 @@ import numpy as np
 from metasim_jax import data as data_lib
 from metasim_jax import features as features_lib
 from metasim_jax import grammar as grammar_lib
+from metasim_jax import keys
 from metasim_jax import render as render_lib
 from metasim_jax import tasknet as tasknet_lib
 from metasim_jax import transformer as transformer_lib
@@ -220,7 +221,7 @@ def build(config) -> tuple[Pipeline, Any]:
 def build_data(config, pipe: Pipeline):
   """(grammar pools, {'real', 'val', 'test'} target sets) of the world."""
   pools = dict(pipe.world.grammar_pools(config))
-  sets = pipe.world.target_sets(jax.random.key(config.data_seed), config,
+  sets = pipe.world.target_sets(keys.root(config.data_seed, "data"), config,
                                 pipe)
   data_lib.check_sets(sets, config.world)
   return pools, {k: LabeledSet(jnp.asarray(v.images), jnp.asarray(v.labels))

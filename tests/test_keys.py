@@ -48,3 +48,20 @@ def test_streams_of_all_seeds_and_purposes_are_distinct():
   # A data seed equal to a run seed shares no key with it.
   assert _data(keys.root(1234, "data")) != _data(keys.root(1234, "train"))
   assert _data(keys.root(7, "train")) != _data(jax.random.key(7))
+
+
+def test_root_keys_are_made_in_keys_py_only():
+  """Outside ``keys.py``, ``jax.random.key`` only makes shapes
+  (``jax.eval_shape``), never a key that draws anything."""
+  import pathlib
+  root = pathlib.Path(keys.__file__).parent
+  shapes_only = {"export/run.py", "features/inception.py"}
+  for path in root.rglob("*.py"):
+    rel = str(path.relative_to(root))
+    text = path.read_text()
+    if rel == "keys.py" or "jax.random.key(" not in text:
+      continue
+    assert rel in shapes_only, f"{rel} makes a root key"
+    for line in text.splitlines():
+      if "jax.random.key(" in line:
+        assert "eval_shape" in text and "key(0)" in line, (rel, line)

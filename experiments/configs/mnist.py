@@ -82,7 +82,6 @@ def get_config(arg: str = "rot") -> ml_collections.ConfigDict:
     c.target = digit_grammar(size, 16.0, size - 16.0, 90.0)
   c.label = {"slot": "scene/digit[0]", "attr": "class"}
 
-  c.task.reward = "accuracy"
   # 64x64: a stride-2 first convolution keeps the CPU cost of the task net
   # close to the 32x32 one (XLA's CPU convolutions are slow).
   c.tasknet.name = "small_cnn"

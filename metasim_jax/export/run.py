@@ -73,7 +73,8 @@ def _read_json(path: str, what: str) -> Any:
 def upgrade_config(saved: dict) -> dict:
   """A run's saved config with the keys renamed or added since it was
   written (``dataset`` -> ``world``, ``mmd.bandwidths`` ->
-  ``mmd.median_multiples``; ``task_type``, ``renderer``, ``label``,
+  ``mmd.median_multiples``, ``task.reward`` "accuracy" -> "score";
+  ``task_type``, ``renderer``, ``label``,
   ``mean_over`` and the grammar-file keys with their former values)."""
   c = copy.deepcopy(saved)
   c.setdefault("name", "")
@@ -86,6 +87,9 @@ def upgrade_config(saved: dict) -> dict:
     c.setdefault(which, {})
     c.setdefault(f"{which}_file", "")
   c.setdefault("tasknet", {}).setdefault("kwargs", {})
+  task = c.setdefault("task", {})
+  if task.get("reward") == "accuracy":  # the old name of "score"
+    task["reward"] = "score"
   mmd = c.setdefault("mmd", {})
   if "bandwidths" in mmd:
     mmd["median_multiples"] = mmd.pop("bandwidths")
@@ -173,8 +177,8 @@ def load(run_dir: str, seed: int = 0) -> TrainedRun:
     raise ExportError(f"cannot build the texture pools of run "
                       f"{config.name!r}: {e}") from None
   # Shapes of freshly initialised params, traced without running anything.
-  template = jax.eval_shape(lambda k: pipe.init_transformer(k, k, pools),
-                            jax.random.key(0))
+  template = jax.eval_shape(lambda k: pipe.init_transformer(
+      *jax.random.split(k), pools), jax.random.key(0))
   params, data = _load_params(params_path, template)
   return TrainedRun(run_dir=run_dir, seed=seed, config=config, pipe=pipe,
                     pools=pools, params=params, grammar=grammars["grammar"],

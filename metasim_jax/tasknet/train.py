@@ -2,7 +2,7 @@
 
 Every task network (inside the task meta-objective's jitted step, in the
 probes and in the final evaluation) is trained by ``make_step``'s step with
-the keys ``init_and_keys`` derives: step ``i`` uses ``fold_in(k_loop, i)``.
+the keys ``split_key`` derives: step ``i`` uses ``fold_in(k_loop, i)``.
 Two drivers run it and give the same parameters (``tests/tasknet/
 test_train.py``):
 

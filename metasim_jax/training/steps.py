@@ -127,8 +127,6 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
   is that of the shared offset.  (state, pools, feat_params, target, val)
   -> (state, metrics).
   """
-  if reward == "accuracy":  # the old name of "score"
-    reward = "score"
   if reward not in REWARDS:
     raise ValueError(f"unknown task reward {reward!r}; valid: {REWARDS}")
   if noise not in NOISES:
