@@ -21,7 +21,7 @@ setup(
     # Flag files and the Aerial2D grammars (configs/aerial/*.json);
     # tests/test_packaging.py checks that every data file is matched.
     # "**" needs setuptools >= 62.3 (recursive globs).
-    package_data={"experiments": ["configs/**/*.flags",
+    package_data={"experiments": ["configs/*.flags", "configs/**/*.flags",
                                   "configs/**/*.json"]},
     install_requires=[
         "jax>=0.4.30",

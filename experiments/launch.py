@@ -143,6 +143,8 @@ def check(config, workdir: str, *, resume: bool, overwrite: bool) -> None:
     raise ValueError(f"in the config: unknown name {e}") from None
   except ValueError as e:  # GrammarError is a ValueError
     raise ValueError(f"in the config: {e}") from None
+  except TypeError as e:  # e.g. tasknet.kwargs the network does not take
+    raise ValueError(f"in the config: {e}") from None
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ValueError(f"--workdir {workdir} is a file, not a folder")
   checkpoint.check_workdir(workdir, config, config.seeds, resume=resume,

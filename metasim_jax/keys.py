@@ -47,20 +47,24 @@ class Streams:
     self._keys = dict(zip(self.names, jax.random.split(root_key,
                                                        len(self.names))))
     self.issued: set[tuple] = set()
+    self._parents: set[tuple] = set()  # strict prefixes of issued paths
 
   def __call__(self, name: str, *path: int) -> jax.Array:
     if name not in self._keys:
       raise KeyReuseError(f"unknown key stream {name!r}; streams: "
                           f"{list(self.names)}")
     full = (name,) + tuple(int(i) for i in path)
-    for other in self.issued:
-      n = min(len(other), len(full))
-      if other != full and other[:n] == full[:n]:
+    if full not in self.issued:
+      prefixes = [full[:n] for n in range(1, len(full))]
+      clash = (full if full in self._parents
+               else next((p for p in prefixes if p in self.issued), None))
+      if clash is not None:
         raise KeyReuseError(
             f"key {'/'.join(map(str, full))} and key "
-            f"{'/'.join(map(str, other))}: one is derived from the other, "
-            "so their draws are not independent")
-    self.issued.add(full)
+            f"{'/'.join(map(str, clash))}...: one is derived from the "
+            "other, so their draws are not independent")
+      self.issued.add(full)
+      self._parents.update(prefixes)
     key = self._keys[name]
     for i in full[1:]:
       key = jax.random.fold_in(key, i)

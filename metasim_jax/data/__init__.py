@@ -35,8 +35,12 @@ class World:
 REGISTRY: dict[str, World] = {}
 
 
-def register(name: str, world: World) -> None:
-  """Makes ``name`` a valid ``config.world``."""
+def register(name: str, world: World, *, replace: bool = False) -> None:
+  """Makes ``name`` a valid ``config.world``; an existing name is refused
+  unless ``replace``."""
+  if name in REGISTRY and not replace:
+    raise ValueError(f"{name!r} is registered already; pass replace=True "
+                     "to replace it")
   REGISTRY[name] = world
 
 

@@ -30,7 +30,6 @@ from metasim_jax.export import objects
 from metasim_jax.export.batch import LabeledBatch
 from metasim_jax.export.images import ImageFolder
 from metasim_jax.export.run import TrainedRun
-from metasim_jax.render import semantic_names
 
 
 def _line(obj: Any) -> str:
@@ -49,7 +48,7 @@ class CocoWriter:
     self.meta = meta
     self.sem = objects.slot_semantics(g)
     self.slot_paths = [s.path for s in g.slots]
-    names = semantic_names(g)
+    names = run.pipe.semantic_names
     self.categories = [{"id": k, "name": n,
                         "supercategory": "thing" if n in things else "stuff"}
                        for k, n in enumerate(names) if k > 0]

@@ -40,7 +40,6 @@ from metasim_jax.export import objects
 from metasim_jax.export.batch import LabeledBatch
 from metasim_jax.export.images import ImageFolder
 from metasim_jax.export.run import TrainedRun
-from metasim_jax.render import semantic_names
 
 NOT_3D = "-1 -1 -1 -1000 -1000 -1000 -10"  # h w l, x y z, rotation_y
 NO_ALPHA = "-10"
@@ -62,7 +61,7 @@ class KittiWriter:
                               run, meta)
     self.labels = os.path.join(out_dir, "training", "label_2")
     os.makedirs(self.labels)
-    names = semantic_names(g)
+    names = run.pipe.semantic_names
     self.types = {k: kitti_type(n) for k, n in enumerate(names)
                   if n in things}
     self.sem = objects.slot_semantics(g)

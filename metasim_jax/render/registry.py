@@ -7,7 +7,9 @@ from the problem's canvas (output size) and its semantic table
 * ``render(scene, grammar, pools) -> Renders``: all layers of a batch
   (image, semantic and instance maps, boxes); jittable.  A renderer outside
   JAX (another process, a game engine) implements it with one
-  ``jax.pure_callback`` per batch.
+  ``jax.pure_callback`` per batch; the MMD step vmaps it over the K starts,
+  so give the callback ``vmap_method="broadcast_all"`` (one call with the
+  starts as a leading axis) rather than one call per start.
 * ``render_image(attrs, node_mask, grammar, pools) -> [B, H, W, C]``: the
   image alone, the function that distribution matching differentiates:
   by JAX autodiff if ``differentiable``, else by the finite differences of
@@ -60,8 +62,12 @@ Factory = Callable[[Canvas, tuple], Renderer]
 REGISTRY: dict[str, Factory] = {}
 
 
-def register(name: str, factory: Factory) -> None:
-  """Makes ``name`` a valid ``config.renderer``."""
+def register(name: str, factory: Factory, *, replace: bool = False) -> None:
+  """Makes ``name`` a valid ``config.renderer``; an existing name is refused
+  unless ``replace``."""
+  if name in REGISTRY and not replace:
+    raise ValueError(f"{name!r} is registered already; pass replace=True "
+                     "to replace it")
   REGISTRY[name] = factory
 
 

@@ -169,8 +169,12 @@ REGISTRY: dict[str, Factory] = {"classification": classification,
                                 "segmentation": segmentation_task}
 
 
-def register(name: str, factory: Factory) -> None:
-  """Makes ``name`` a valid ``config.task_type``."""
+def register(name: str, factory: Factory, *, replace: bool = False) -> None:
+  """Makes ``name`` a valid ``config.task_type``; an existing name is refused
+  unless ``replace``."""
+  if name in REGISTRY and not replace:
+    raise ValueError(f"{name!r} is registered already; pass replace=True "
+                     "to replace it")
   REGISTRY[name] = factory
 
 

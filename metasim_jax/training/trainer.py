@@ -78,7 +78,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if not 0.0 <= decay <= 1.0:
     raise ValueError(f"config.task.baseline_decay must be in [0, 1], got "
                      f"{decay!r}")
-  if not all(b > 0 for b in config.mmd.median_multiples):
+  if (not config.mmd.median_multiples
+      or not all(b > 0 for b in config.mmd.median_multiples)):
     raise ValueError(f"config.mmd.median_multiples must all be > 0, got "
                      f"{tuple(config.mmd.median_multiples)}")
 
