@@ -172,7 +172,7 @@ def fast_compile():
   jax.config.update("jax_disable_most_optimizations", old)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def registered():
   saved = (dict(data_lib.REGISTRY), dict(render_lib.REGISTRY),
            dict(tasks.REGISTRY))

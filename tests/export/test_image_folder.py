@@ -21,6 +21,7 @@ from metasim_jax.export.coco import CocoWriter
 from metasim_jax.export.images import ImageFolder
 from metasim_jax.export.kitti import KittiWriter
 from metasim_jax.grammar import compile_grammar
+from metasim_jax.render import semantic_names
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -39,7 +40,8 @@ def fake_run():
   g = compile_grammar(raw)
   assert [s.path for s in g.slots][CAR0] == "scene/road[0]/car[0]"
   canvas = types.SimpleNamespace(height=H, width=W, channels=3)
-  pipe = types.SimpleNamespace(prior=g, canvas=canvas, task="segmentation")
+  pipe = types.SimpleNamespace(prior=g, canvas=canvas,
+                               semantic_names=semantic_names(g))
   return types.SimpleNamespace(pipe=pipe, grammar=raw)
 
 
