@@ -174,13 +174,26 @@ def grammar_dict(config, which: str) -> dict:
 def check_target(prior: Grammar, target: Grammar) -> None:
   """Raises ``ValueError`` unless ``target`` has the prior's structure
   (slots, attributes) and semantic classes."""
-  same = (prior.attr_names == target.attr_names
-          and [(s.path, s.cls) for s in prior.slots]
-          == [(s.path, s.cls) for s in target.slots]
-          and (prior.has_attr == target.has_attr).all())
-  if not same:
+  why = ""
+  if prior.attr_names != target.attr_names:
+    why = (f"attributes {list(target.attr_names)} vs the grammar's "
+           f"{list(prior.attr_names)}")
+  else:
+    for a, b in zip(prior.slots, target.slots):
+      if (a.path, a.cls) != (b.path, b.cls):
+        why = f"slot {b.path!r} ({b.cls}) where the grammar has {a.path!r}"
+        break
+    else:
+      if len(prior.slots) != len(target.slots):
+        why = f"{len(target.slots)} slots, the grammar {len(prior.slots)}"
+      elif not (prior.has_attr == target.has_attr).all():
+        i, j = np.argwhere(prior.has_attr != target.has_attr)[0]
+        why = (f"slot {prior.slots[i].path!r} and attribute "
+               f"{prior.attr_names[j]!r}")
+  if why:
     raise ValueError("config.target must have the structure of "
-                     "config.grammar (same classes, children, attributes)")
+                     "config.grammar (same classes, children, attributes); "
+                     f"it differs in {why}")
   render_lib.check_same_semantics(prior, target, "config.target")
 
 
