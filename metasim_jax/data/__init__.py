@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 
 import jax
 
+from metasim_jax.registry import Registry
 from metasim_jax.types import LabeledSet, TexturePool
 
 SPLITS = ("real", "val", "test")
@@ -32,22 +33,14 @@ class World:
   target_sets: Callable[[jax.Array, Any, Any], Mapping[str, LabeledSet]]
 
 
-REGISTRY: dict[str, World] = {}
+REGISTRY = Registry("world")  # names valid as config.world
+register = REGISTRY.register
 
 
-def register(name: str, world: World, *, replace: bool = False) -> None:
-  """Makes ``name`` a valid ``config.world``; an existing name is refused
-  unless ``replace``."""
-  if name in REGISTRY and not replace:
-    raise ValueError(f"{name!r} is registered already; pass replace=True "
-                     "to replace it")
-  REGISTRY[name] = world
 
 
 def get(name: str) -> World:
-  if name not in REGISTRY:
-    raise ValueError(f"unknown world {name!r}; valid: {sorted(REGISTRY)}")
-  return REGISTRY[name]
+  return REGISTRY.lookup(name)
 
 
 def check_sets(sets: Mapping[str, LabeledSet], name: str) -> None:

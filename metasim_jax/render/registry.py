@@ -28,6 +28,7 @@ from typing import Callable, Mapping, Protocol
 import jax
 
 from metasim_jax.grammar.spec import Grammar
+from metasim_jax.registry import Registry
 from metasim_jax.types import Renders, SceneGraph, TexturePool
 
 Pools = Mapping[str, TexturePool]
@@ -59,20 +60,12 @@ class Renderer(Protocol):
 
 
 Factory = Callable[[Canvas, tuple], Renderer]
-REGISTRY: dict[str, Factory] = {}
+REGISTRY = Registry("renderer")  # names valid as config.renderer
+register = REGISTRY.register
 
 
-def register(name: str, factory: Factory, *, replace: bool = False) -> None:
-  """Makes ``name`` a valid ``config.renderer``; an existing name is refused
-  unless ``replace``."""
-  if name in REGISTRY and not replace:
-    raise ValueError(f"{name!r} is registered already; pass replace=True "
-                     "to replace it")
-  REGISTRY[name] = factory
 
 
 def create(name: str, *, canvas: Canvas,
            semantic_names: tuple[str, ...]) -> Renderer:
-  if name not in REGISTRY:
-    raise ValueError(f"unknown renderer {name!r}; valid: {sorted(REGISTRY)}")
-  return REGISTRY[name](canvas, tuple(semantic_names))
+  return REGISTRY.lookup(name)(canvas, tuple(semantic_names))

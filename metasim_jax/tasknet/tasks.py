@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metasim_jax.grammar.spec import Grammar
+from metasim_jax.registry import Registry
 from metasim_jax.render.labels import NONE, colorize
 from metasim_jax.tasknet import segmentation
 from metasim_jax.tasknet.train import cross_entropy, evaluate
@@ -165,21 +166,13 @@ def segmentation_task(config, prior: Grammar,
 
 
 Factory = Callable[[Any, Grammar, Sequence[str]], Task]
-REGISTRY: dict[str, Factory] = {"classification": classification,
-                                "segmentation": segmentation_task}
+REGISTRY = Registry("task")  # names valid as config.task_type
+REGISTRY.update(classification=classification, segmentation=segmentation_task)
+register = REGISTRY.register
 
 
-def register(name: str, factory: Factory, *, replace: bool = False) -> None:
-  """Makes ``name`` a valid ``config.task_type``; an existing name is refused
-  unless ``replace``."""
-  if name in REGISTRY and not replace:
-    raise ValueError(f"{name!r} is registered already; pass replace=True "
-                     "to replace it")
-  REGISTRY[name] = factory
 
 
 def create(name: str, config, prior: Grammar,
            semantic_names: Sequence[str]) -> Task:
-  if name not in REGISTRY:
-    raise ValueError(f"unknown task {name!r}; valid: {sorted(REGISTRY)}")
-  return REGISTRY[name](config, prior, semantic_names)
+  return REGISTRY.lookup(name)(config, prior, semantic_names)
