@@ -31,6 +31,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import flags_common
+from metasim_jax import parallel
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax.training import checkpoint, trainer
 
@@ -168,6 +169,11 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   config, workdir = _CONFIG.value, _WORKDIR.value
   resume, overwrite = _RESUME.value, _OVERWRITE.value
+  par = config.parallel  # before anything touches a device
+  try:
+    parallel.initialize(par.coordinator, par.num_processes, par.process_id)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.ERROR)  # bad input: the error line alone
   try:
@@ -179,9 +185,10 @@ def main(argv):
   finally:
     logging.set_verbosity(verbosity)
   os.makedirs(workdir, exist_ok=True)
-  lock = _lock(workdir)  # pylint: disable=unused-variable
-  with open(os.path.join(workdir, "config.txt"), "w") as f:
-    f.write(str(config))
+  if parallel.is_writer():  # process 0 holds the workdir and writes
+    lock = _lock(workdir)  # pylint: disable=unused-variable
+    with open(os.path.join(workdir, "config.txt"), "w") as f:
+      f.write(str(config))
   logging.info("config:\n%s", config)
   spec = getattr(sys.modules["__main__"], "__spec__", None)
   program = f"python -m {spec.name}" if spec else f"python {sys.argv[0]}"

@@ -23,11 +23,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from metasim_jax import data as data_lib
 from metasim_jax import features as features_lib
 from metasim_jax import grammar as grammar_lib
 from metasim_jax import keys
+from metasim_jax import parallel
 from metasim_jax import render as render_lib
 from metasim_jax import tasknet as tasknet_lib
 from metasim_jax import transformer as transformer_lib
@@ -57,6 +59,8 @@ class Pipeline:
     grad_mode: gradient path through the renderer (``render.MODES``).
     mmd_batch: scenes per MMD step.
     task_sigma: [N, A] REINFORCE sampling sigma, or None.
+    mesh: devices the scene batches are split over (``parallel``), or
+      None for one device.
   """
   prior: Grammar
   target: Grammar
@@ -70,6 +74,7 @@ class Pipeline:
   grad_mode: str = "finite_diff"
   mmd_batch: int = 50
   task_sigma: np.ndarray | None = None
+  mesh: Mesh | None = None
 
   @property
   def headline(self) -> str:
@@ -97,12 +102,17 @@ class Pipeline:
     """Scenes from the prior ('prior'), G_theta ('metasim') or 'target'."""
     if source not in SOURCES:
       raise ValueError(f"unknown source {source!r}; valid: {SOURCES}")
-    scene = grammar_lib.sample(key, self.grammar(source), batch, pools)
+    scene = self.shard(
+        grammar_lib.sample(key, self.grammar(source), batch, pools))
     if source != "metasim":
       return scene
     if params is None:
       raise ValueError("source 'metasim' needs transformer params")
     return self.transform(params, scene)
+
+  def shard(self, tree):
+    """Splits leading (batch) axes over the mesh's data devices."""
+    return parallel.shard_batch(tree, self.mesh)
 
   def render(self, scene: SceneGraph, pools: Pools,
              grammar: Grammar | None = None) -> render_lib.Renders:
@@ -129,7 +139,7 @@ class Pipeline:
     return target.mmd2(self.feature_fn(feat_params, image))
 
   def pretrain_loss(self, params, key, pools: Pools, batch: int):
-    scene = grammar_lib.sample(key, self.prior, batch, pools)
+    scene = self.shard(grammar_lib.sample(key, self.prior, batch, pools))
     new, logits = transformer_lib.transform(params, self.transformer,
                                             self.prior, scene)
     return losses.autoencoder_loss(new, logits, scene, self.prior)
@@ -197,6 +207,12 @@ def check_target(prior: Grammar, target: Grammar) -> None:
   render_lib.check_same_semantics(prior, target, "config.target")
 
 
+def _mesh(config) -> Mesh | None:
+  """The mesh of ``config.parallel`` (None when it has one device)."""
+  mesh = parallel.make_mesh(config.parallel.devices, config.parallel.starts)
+  return None if mesh.size == 1 else mesh
+
+
 def build(config) -> tuple[Pipeline, Any]:
   """(pipeline, frozen feature-net params) of ``config``."""
   prior = grammar_lib.compile_grammar(grammar_dict(config, "grammar"))
@@ -227,7 +243,7 @@ def build(config) -> tuple[Pipeline, Any]:
       feature_fn=feat_fn, task=task,
       tasknet=tasknet_lib.create(config.tasknet.name, **kwargs),
       grad_mode=config.mmd.grad, mmd_batch=config.mmd.batch_size,
-      task_sigma=sigma)
+      task_sigma=sigma, mesh=_mesh(config))
   return pipe, feat_params
 
 

@@ -17,6 +17,11 @@ key that exists).  Keys that only one world reads stay in that world's file
   grammar_file, target_file  JSON files (a non-empty path wins).
   mmd          distribution matching: MMD^2 on features, multi-start.
   task         the task meta-objective (Algorithm 1, REINFORCE).
+  parallel     devices and hosts (``metasim_jax/parallel.py``): scene
+               batches split over ``devices`` (0: every device of every
+               host), the K starts over ``starts`` of them; a multi-host
+               run sets ``coordinator`` (host:port of process 0),
+               ``num_processes`` and, on each host, ``process_id``.
 """
 
 import ml_collections
@@ -97,4 +102,6 @@ def get_config() -> ml_collections.ConfigDict:
             "probe_steps": 300, "probe_every": 100, "num_scenes": 1000,
             "repeats": 1}  # repeats: task-net trainings averaged per source
   c.success = {"attribute_tolerance": {}}  # attribute -> tolerance
+  c.parallel = {"devices": 0, "starts": 1, "coordinator": "",
+                "num_processes": 1, "process_id": 0}
   return c

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from metasim_jax import data as data_lib
+from metasim_jax import parallel
 from metasim_jax.data import aerial_textures
 from metasim_jax.types import LabeledSet, TexturePool
 
@@ -41,7 +42,8 @@ def render_sets(key: jax.Array, pipe, pools: Mapping[str, TexturePool],
     if n < 2:
       raise ValueError(f"splits.{name} must be >= 2, got {n}")
     k = jax.random.fold_in(key, i)
-    parts = [render(jax.random.fold_in(k, j), min(batch, n - j * batch))
+    parts = [parallel.to_host(render(jax.random.fold_in(k, j),
+                                     min(batch, n - j * batch)))
              for j in range((n + batch - 1) // batch)]
     out[name] = LabeledSet(
         images=np.concatenate([p[0] for p in parts]),

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from metasim_jax import parallel
+
 DIRNAME = "checkpoints"
 KEEP = 2  # newest checkpoints kept per seed
 # Config fields that may change between a run and its resumption: they
@@ -70,7 +72,7 @@ def check_finite(tree, where: str) -> None:
   (a metrics dict or a training state) that holds a NaN or an infinity."""
   leaves, _ = jax.tree_util.tree_flatten_with_path(_encode(tree))
   for path, x in leaves:
-    x = np.asarray(jax.device_get(x))
+    x = parallel.to_host(x)
     if x.dtype.kind not in "fc" or np.isfinite(x).all():
       continue
     bad = np.argwhere(~np.isfinite(x))
@@ -100,7 +102,7 @@ def _abstract(target):
     if _is_key(x):
       return jax.eval_shape(jax.random.key_data, x)
     return jax.ShapeDtypeStruct(x.shape, x.dtype)
-  return jax.tree.map(one, target)
+  return parallel.replicated_like(jax.tree.map(one, target))
 
 
 def _decode(tree, target):
@@ -108,7 +110,7 @@ def _decode(tree, target):
   those of an uninterrupted run (Orbax returns arrays committed to a
   device, which jit compiles separately)."""
   def one(x, t):
-    x = jnp.asarray(np.asarray(x))
+    x = jnp.asarray(parallel.to_host(x))
     return jax.random.wrap_key_data(x) if _is_key(t) else x
   return jax.tree.map(one, tree, target)
 
@@ -140,7 +142,7 @@ class SeedCheckpoints:
     if self._last is not None and step <= self._last:
       return False
     self._manager.save(step, force=True, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_encode(state)),
+        state=ocp.args.StandardSave(parallel.globalize(_encode(state))),
         meta=ocp.args.JsonSave(dict(meta))))
     self._manager.wait_until_finished()
     self._last = step

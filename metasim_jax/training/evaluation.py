@@ -17,6 +17,7 @@ from PIL import Image
 
 from metasim_jax import features as features_lib
 from metasim_jax import io
+from metasim_jax import parallel
 from metasim_jax.training import report
 from metasim_jax.training.seed import SOURCES, SeedRun, Setup
 
@@ -40,7 +41,7 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
                                                   setup.pools)
       runs.append({**setup.score(task_params, setup.test),
                    "train_loss": loss})
-    runs = jax.device_get(runs)
+    runs = parallel.to_host(runs)
     run.record["eval"][source] = {k: [float(x[k]) for x in runs]
                                   for k in runs[0]}
     means = {k: float(np.nanmean(v))
@@ -88,8 +89,9 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
   grid = write_pictures(setup, params, run.keys("pictures"), run.seed,
                         run.record["curves"])
   # The trained generator, for sampling datasets later.
-  io.write_bytes(f"{setup.workdir}/transformer_seed{run.seed}.msgpack",
-                 serialization.to_bytes(params))
+  if parallel.is_writer():
+    io.write_bytes(f"{setup.workdir}/transformer_seed{run.seed}.msgpack",
+                   serialization.to_bytes(parallel.to_host(params)))
   step = run.global_step("done", 0)
   run.tb.scalars(step, {f"{m}_vs_test/{s}": d[m] for s, d in dist.items()
                         for m in ("mmd2", "kid")}, "eval/")
@@ -116,7 +118,8 @@ def distribution_report(setup: Setup, params, key):
   for name, source in SOURCES.items():
     scene, mmd2, kid = _measure(pipe, k_scene, k_kid, n, params, setup.pools,
                                 setup.feat_params, setup.test_ref, source)
-    attrs, mask = np.asarray(scene.attrs), np.asarray(scene.node_mask)
+    attrs, mask, mmd2, kid = parallel.to_host(
+        (scene.attrs, scene.node_mask, mmd2, kid))
     key_name = "target" if name == "oracle" else name
     stats[key_name] = report.attribute_stats(
         attrs, mask, prior.attr_names, prior.attr_kinds, columns)
@@ -150,10 +153,13 @@ def write_pictures(setup: Setup, params, key, seed: int, curves):
   """Writes the sample grid (rows chosen by the task) and the curves PNGs;
   returns the grid [H, W, 3]."""
   n = min(10, len(setup.test.labels))
-  prior, metasim = _picture_renders(setup.pipe, key, n, params, setup.pools)
-  rows = setup.pipe.task.grid_rows(prior, metasim, setup.test)
+  (prior, metasim), test = parallel.to_host((
+      _picture_renders(setup.pipe, key, n, params, setup.pools), setup.test))
+  rows = setup.pipe.task.grid_rows(prior, metasim, test)
+  if not parallel.is_writer():
+    return None
   grid = f"{setup.workdir}/grid_seed{seed}.png"
-  report.save_grid(grid, [(t, np.asarray(x)) for t, x in rows])
+  report.save_grid(grid, rows)
   report.save_curves(f"{setup.workdir}/curves_seed{seed}.png", curves,
                      f"{setup.config.name} seed {seed}")
   with Image.open(grid) as im:  # the grid as written, for TensorBoard

@@ -19,6 +19,8 @@ import jax
 import numpy as np
 from absl import logging
 
+from metasim_jax import parallel
+
 from metasim_jax.training.seed import SeedRun, Setup
 
 
@@ -63,7 +65,7 @@ def pretrain(setup: Setup, run: SeedRun, params, state, start: int):
         params, opt, run.keys("pretrain", i), setup.pools)
     done = i + 1
     if _sync_due(setup, run, "pretrain", done, prog):
-      m = {"ae_loss": float(loss)}
+      m = {"ae_loss": float(parallel.to_host(loss))}
       run.check("pretrain", done, m)
       run.tb.scalars(run.global_step("pretrain", done), m, "pretrain/")
       if prog.due(done):
@@ -76,12 +78,12 @@ def pretrain(setup: Setup, run: SeedRun, params, state, start: int):
 def _probe(setup: Setup, run: SeedRun, state, step: int) -> None:
   """Task score on V of the start that currently matches best."""
   head = setup.pipe.headline
-  k = int(np.argmin(np.asarray(setup.mmd_eval(
+  k = int(np.argmin(parallel.to_host(setup.mmd_eval(
       state.params, run.keys("select"), setup.pools, setup.feat_params,
       setup.target_mmd))))
   params = jax.tree.map(lambda x: x[k], state.params)
   task_params, _ = setup.probe.run(run.keys("probe"), params, setup.pools)
-  score = float(setup.score(task_params, setup.val)[head])
+  score = float(parallel.to_host(setup.score(task_params, setup.val)[head]))
   run.curve(run.probe_name, "Meta-Sim (MMD)", step, score)
   run.tb.scalars(run.global_step("mmd", step),
                  {f"probe_{head}_on_V": score}, "mmd/")
@@ -105,7 +107,7 @@ def match(setup: Setup, run: SeedRun, params, state, start: int):
                               setup.target_mmd)
     done = i + 1
     if _sync_due(setup, run, "mmd", done, prog, probe_every):
-      m = jax.device_get(m)
+      m = parallel.to_host(m)
       run.check("mmd", done, m)
       mmd, k_all = m["mmd2"], range(len(m["mmd2"]))
       run.tb.scalars(run.global_step("mmd", done),
@@ -123,9 +125,9 @@ def match(setup: Setup, run: SeedRun, params, state, start: int):
       _probe(setup, run, state, done)
     if run.due("mmd", done):
       run.save("mmd", done, state)
-  selection = np.asarray(setup.mmd_eval(state.params, run.keys("select"),
-                                        setup.pools, setup.feat_params,
-                                        setup.target_mmd))
+  selection = parallel.to_host(setup.mmd_eval(
+      state.params, run.keys("select"), setup.pools, setup.feat_params,
+      setup.target_mmd))
   run.check("mmd", total, {"selection_mmd2": selection})
   best = int(np.argmin(selection))
   if len(selection) > 1:
@@ -152,7 +154,7 @@ def meta_objective(setup: Setup, run: SeedRun, params, state, start: int):
     state, m = setup.task_step(state, setup.pools, setup.feat_params,
                                setup.target_mmd, setup.val)
     done = i + 1
-    m = {k: float(v) for k, v in jax.device_get(m).items()}
+    m = {k: float(v) for k, v in parallel.to_host(m).items()}
     run.check("task", done, m)
     run.curve("task reward on V", "reward", done, m["reward"])
     run.curve("task reward on V", "baseline", done, m["baseline"])

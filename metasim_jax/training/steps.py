@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from metasim_jax import grammar as grammar_lib
+from metasim_jax import parallel
 from metasim_jax import tasknet as tasknet_lib
 from metasim_jax.features import MMDTarget
 from metasim_jax.pipeline import Pipeline
@@ -65,6 +66,12 @@ def make_pretrain_step(pipe: Pipeline, tx, batch: int):
   return step
 
 
+def _vmap_starts(pipe: Pipeline, fn):
+  """vmap over the K starts, split over the mesh's "starts" devices."""
+  return jax.vmap(fn, spmd_axis_name=(
+      "starts" if parallel.size(pipe.mesh, "starts") > 1 else None))
+
+
 def _check_batch(n: int, what: str):
   if n < 2:
     raise ValueError(f"{what} must be >= 2 for the unbiased MMD, got {n}")
@@ -88,8 +95,9 @@ def make_mmd_step(pipe: Pipeline, tx):
       params, opt_state = _apply(tx, grads, opt_state, params)
       return params, opt_state, loss, optax.global_norm(grads)
 
-    params, opt_state, loss, gnorm = jax.vmap(one)(state.params,
-                                                   state.opt_state)
+    params, opt_state, loss, gnorm = _vmap_starts(pipe, one)(
+        state.params, state.opt_state)
+    params, opt_state = parallel.shard_starts((params, opt_state), pipe.mesh)
     state = state.replace(params=params, opt_state=opt_state,
                           step=state.step + 1)
     return state, {"mmd2": loss, "grad_norm": gnorm}
@@ -107,7 +115,7 @@ def make_mmd_eval(pipe: Pipeline, batch: int):
       scene = pipe.sample(key, batch, pools, params)
       image = pipe.render(scene, pools).image
       return target.mmd2(pipe.feature_fn(feat_params, image))
-    return jax.vmap(one)(params_k)
+    return _vmap_starts(pipe, one)(params_k)
 
   return evaluate
 
@@ -146,7 +154,8 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
     params = jax.tree.map(lambda x: x[0], state.params)
     opt_state = jax.tree.map(lambda x: x[0], state.opt_state)
 
-    scene = grammar_lib.sample(k_scene, pipe.prior, num_scenes, pools)
+    scene = pipe.shard(
+        grammar_lib.sample(k_scene, pipe.prior, num_scenes, pools))
     mean = pipe.transform(params, scene)
     if noise == "per_scene":
       drawn = losses.gaussian_sample(k_noise, mean, sigma, pipe.prior)
@@ -157,7 +166,7 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
 
     def batch_fn(k):
       idx = jax.random.randint(k, (inner_batch,), 0, num_scenes)
-      return images[idx], labels[idx]
+      return pipe.shard((images[idx], labels[idx]))
 
     task_params, _ = tasknet_lib.train(k_task, pipe.tasknet, pipe.task.loss,
                                        task_tx, batch_fn, inner_steps,

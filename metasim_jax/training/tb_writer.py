@@ -61,3 +61,23 @@ class Writer:
 
   def close(self) -> None:
     self._events.close()
+
+
+class Null:
+  """The writer of processes other than 0 in a multi-host run: writes
+  nothing (process 0 logs the run)."""
+
+  def scalars(self, step, values, prefix=""):
+    del step, values, prefix
+
+  def image(self, tag, image, step):
+    del tag, image, step
+
+  def histogram(self, tag, values, step):
+    del tag, values, step
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass

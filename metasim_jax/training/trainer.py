@@ -32,6 +32,7 @@ from absl import logging
 
 from metasim_jax import features as features_lib
 from metasim_jax import io
+from metasim_jax import parallel
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax.training import (checkpoint, evaluation, report, stages,
                                   steps, tb_writer)
@@ -47,6 +48,10 @@ _AT_LEAST_1 = ("pretrain.batch_size", "mmd.batch_size", "mmd.select_batch",
                "mmd.num_starts", "task.num_scenes", "task.inner_batch",
                "eval.batch_size", "eval.num_scenes", "eval.repeats",
                "log_every", "curve_every", "checkpoint_every")
+# Batches split over the data devices (smaller ones are computed whole).
+_SPLIT_OVER_DEVICES = ("pretrain.batch_size", "mmd.batch_size",
+                       "mmd.select_batch", "task.num_scenes",
+                       "task.inner_batch", "eval.batch_size")
 _POSITIVE = ("pretrain.lr", "mmd.lr", "task.lr", "task.gen_lr", "eval.lr")
 
 
@@ -78,6 +83,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if not 0.0 <= decay <= 1.0:
     raise ValueError(f"config.task.baseline_decay must be in [0, 1], got "
                      f"{decay!r}")
+  par = config.parallel
+  if par.devices < 0 or par.starts < 1:
+    raise ValueError(f"config.parallel.devices must be >= 0 and "
+                     f"config.parallel.starts >= 1, got {par.devices}, "
+                     f"{par.starts}")
+  parallel.check_batches(
+      {n: _get(config, n) for n in _SPLIT_OVER_DEVICES}, par.devices,
+      par.starts, config.mmd.num_starts)
   if (not config.mmd.median_multiples
       or not all(b > 0 for b in config.mmd.median_multiples)):
     raise ValueError(f"config.mmd.median_multiples must all be > 0, got "
@@ -100,14 +113,16 @@ def run(config: ml_collections.ConfigDict, workdir: str, command: str = "",
   check_config(config)
   checkpoint.check_workdir(workdir, config, config.seeds, resume=resume,
                            overwrite=overwrite)
-  if overwrite:
+  if overwrite and parallel.is_writer():
     for name in (checkpoint.DIRNAME, TB_DIRNAME):
       shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+  parallel.barrier("workdir ready")
   # -------------------------------------------- problem and target data
   pipe, feat_params = pipeline_lib.build(config)
   for which in ("grammar", "target"):  # the run's grammars, for later use
-    io.write_json(f"{workdir}/{which}.json",
-                  pipeline_lib.grammar_dict(config, which))
+    if parallel.is_writer():
+      io.write_json(f"{workdir}/{which}.json",
+                    pipeline_lib.grammar_dict(config, which))
   pools, sets = pipeline_lib.build_data(config, pipe)
   logging.info("world %s: target sets %s", config.world,
                {k: len(v.labels) for k, v in sets.items()})
@@ -129,11 +144,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, command: str = "",
   for seed in config.seeds:
     per_seed.append(run_seed(setup, seed))
     summary = evaluation.summarise(config, per_seed, t_start, pipe.headline)
-    io.write_json(f"{workdir}/results.json", summary)
-    report.write_summary(f"{workdir}/summary.md", summary,
-                         command or f"trainer.run(config, {workdir!r})",
-                         tensorboard_dir=TB_DIRNAME,
-                         checkpoint_dir=checkpoint.DIRNAME)
+    if parallel.is_writer():
+      io.write_json(f"{workdir}/results.json", summary)
+      report.write_summary(f"{workdir}/summary.md", summary,
+                           command or f"trainer.run(config, {workdir!r})",
+                           tensorboard_dir=TB_DIRNAME,
+                           checkpoint_dir=checkpoint.DIRNAME)
   logging.info("results: %s/results.json; TensorBoard: tensorboard "
                "--logdir %s", workdir, os.path.join(workdir, TB_DIRNAME))
   return summary
@@ -195,7 +211,8 @@ def run_seed(setup: Setup, seed: int) -> dict[str, Any]:
     return run.record["result"]
   run.tb = tb_writer.Writer(
       os.path.join(setup.workdir, TB_DIRNAME, f"seed{seed}"),
-      purge_step=run.global_step(stage, step) + 1 if state is not None else 0)
+      purge_step=run.global_step(stage, step) + 1 if state is not None else 0
+  ) if parallel.is_writer() else tb_writer.Null()
   # Each stage continues from ``state`` at ``step`` if it is the restored
   # one, else starts from the previous stage's transformer params.
   params = None
