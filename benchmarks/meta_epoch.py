@@ -17,14 +17,16 @@ def main():
   target = mmd_target(pipe, feat_params, real, 200,
                       config.mmd.median_multiples)
   tx = pl.adam(config.task.gen_lr)
-  for with_mmd in (False, True):
+  for with_mmd, inner_loop in ((False, "scan"), (False, "host"),
+                               (True, "host")):
     step = pl.make_task_step(
         pipe, tx, pl.adam(config.task.lr), num_scenes=1000,
         inner_steps=config.task.inner_steps,
         inner_batch=config.task.inner_batch, task_weight=1.0,
         mmd_weight=1.0 if with_mmd else 0.0,
         baseline_decay=config.task.baseline_decay,
-        reward=config.task.reward, fixed_task_init=True)
+        reward=config.task.reward, fixed_task_init=True,
+        inner_loop=inner_loop)
     holder = [pl.init_state(jax.random.key(0),
                             jax.tree.map(lambda x: x[None], params), tx)]
 
@@ -33,7 +35,8 @@ def main():
       return m["reward"]
 
     t = timeit(run, repeats=5, warmup=1)
-    print(f"meta-epoch ({'task + MMD' if with_mmd else 'task only'}, 1000 "
+    print(f"meta-epoch ({'task + MMD' if with_mmd else 'task only'}, "
+          f"inner loop {inner_loop}, 1000 "
           f"scenes, {config.task.inner_steps} task-net steps of "
           f"{config.task.inner_batch}, scored on {len(val.labels)}): "
           f"{t:.2f} s")

@@ -95,6 +95,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.task.reward = "score"  # the task's headline metric on V; or "neg_loss"
   c.task.fixed_init = True
   c.task.noise = "per_scene"  # Algorithm 1; "per_dataset" is ours
+  # The inner task-net training: "host" (a loop of jitted steps; faster
+  # on the CPU) or "scan" (one lax.scan); same keys, same parameters.
+  c.task.inner_loop = "host"
 
   # kwargs: the task net's constructor arguments (by net).
   c.tasknet = {"name": "small_cnn", "kwargs": {}}

@@ -1,12 +1,12 @@
-"""The jitted training steps of the generator (one ``jax.jit`` each).
+"""The jitted training steps of the generator.
 
 The host loops (``stages.py``) only call these:
   * ``pretrain_step``: autoencoder (identity) pre-training of G_theta;
   * ``mmd_step``: sample -> transform -> render (autodiff or finite
     differences) -> features -> MMD^2 -> Adam, vmapped over K starts;
   * ``task_step``: Algorithm 1, REINFORCE with a task network trained (the
-    one task-net trainer, ``tasknet.train``) and scored inside, plus an
-    optional MMD term.
+    one task-net trainer, ``tasknet.train``) on the generated dataset and
+    scored on V, plus an optional MMD term (three jitted programs).
 Every step derives its keys from ``fold_in(state.key, state.step)``.
 """
 
@@ -120,11 +120,16 @@ def make_mmd_eval(pipe: Pipeline, batch: int):
   return evaluate
 
 
+INNER_LOOPS = ("host", "scan")
+
+
 def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
                    inner_steps: int, inner_batch: int, task_weight: float,
                    mmd_weight: float, baseline_decay: float, reward: str,
-                   fixed_task_init: bool, noise: str = "per_scene"):
-  """Algorithm 1 (+ optional MMD term) as one jitted step, K = 1 start.
+                   fixed_task_init: bool, noise: str = "per_scene",
+                   inner_loop: str = "host"):
+  """Algorithm 1 (+ optional MMD term), K = 1 start: (state, pools,
+  feat_params, target, val) -> (state, metrics).
 
   ``noise="per_scene"`` is the paper's Algorithm 1: every mutable attribute
   of every scene gets its own Gaussian noise and log p is summed over the
@@ -132,28 +137,47 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
   scene and does not scale with ``num_scenes``).
   ``"per_dataset"`` (ours) draws one shared offset per attribute for the
   whole dataset, so the reward sees a whole-distribution perturbation; log p
-  is that of the shared offset.  (state, pools, feat_params, target, val)
-  -> (state, metrics).
+  is that of the shared offset.
+
+  The step is three jitted programs: generate the dataset (sample,
+  transform, noise, render), train the task net on it, score it on V and
+  update the generator.  The REINFORCE gradient does not pass through the
+  training, so the task net can be trained by either driver of the one
+  trainer (same keys, same parameters): ``inner_loop="host"`` (default) a
+  host loop of jitted steps, ``"scan"`` one ``lax.scan`` inside the step
+  (XLA's CPU backend runs the convolutions of a loop body about 2x slower:
+  ``benchmarks/meta_epoch.py``).
   """
   if reward not in REWARDS:
     raise ValueError(f"unknown task reward {reward!r}; valid: {REWARDS}")
   if noise not in NOISES:
     raise ValueError(f"unknown task noise {noise!r}; valid: {NOISES}")
+  if inner_loop not in INNER_LOOPS:
+    raise ValueError(f"unknown task inner loop {inner_loop!r}; valid: "
+                     f"{INNER_LOOPS}")
   if pipe.task_sigma is None:
     raise ValueError("task_step needs Pipeline.task_sigma")
   sigma = pipe.task_sigma
+  log_prob = (losses.gaussian_log_prob if noise == "per_scene"
+              else losses.shared_gaussian_log_prob)
 
-  @functools.partial(jax.jit, donate_argnums=0)
-  def step(state: MetaSimState, pools, feat_params, target: MMDTarget,
-           val: LabeledSet):
+  def keys(state: MetaSimState):
     k_steps, k_fixed = jax.random.split(state.key)
     key = jax.random.fold_in(k_steps, state.step)
     k_scene, k_noise, k_task, k_mmd = jax.random.split(key, 4)
     if fixed_task_init:  # common random numbers across meta-epochs
       k_task = k_fixed
-    params = jax.tree.map(lambda x: x[0], state.params)
-    opt_state = jax.tree.map(lambda x: x[0], state.opt_state)
+    return k_scene, k_noise, k_task, k_mmd
 
+  def batch_fn(k, images, labels):
+    idx = jax.random.randint(k, (inner_batch,), 0, num_scenes)
+    return pipe.shard((images[idx], labels[idx]))
+
+  @jax.jit
+  def generate(state: MetaSimState, pools):
+    """(scene, drawn scene, images, labels, task-net key)."""
+    k_scene, k_noise, k_task, _ = keys(state)
+    params = jax.tree.map(lambda x: x[0], state.params)
     scene = pipe.shard(
         grammar_lib.sample(k_scene, pipe.prior, num_scenes, pools))
     mean = pipe.transform(params, scene)
@@ -162,21 +186,18 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
     else:
       drawn = losses.shared_gaussian_sample(k_noise, mean, sigma, pipe.prior)
     renders = pipe.render(drawn, pools)
-    images, labels = renders.image, pipe.task.targets(drawn, renders)
+    return (scene, drawn, renders.image, pipe.task.targets(drawn, renders),
+            k_task)
 
-    def batch_fn(k):
-      idx = jax.random.randint(k, (inner_batch,), 0, num_scenes)
-      return pipe.shard((images[idx], labels[idx]))
-
-    task_params, _ = tasknet_lib.train(k_task, pipe.tasknet, pipe.task.loss,
-                                       task_tx, batch_fn, inner_steps,
-                                       pipe.input_shape)
+  @functools.partial(jax.jit, donate_argnums=0)
+  def update(state: MetaSimState, scene, drawn, task_params, pools,
+             feat_params, target: MMDTarget, val: LabeledSet):
+    _, _, _, k_mmd = keys(state)
+    params = jax.tree.map(lambda x: x[0], state.params)
+    opt_state = jax.tree.map(lambda x: x[0], state.opt_state)
     scores = pipe.score(task_params, val)
     r = -scores["loss"] if reward == "neg_loss" else scores[pipe.headline]
     b = jnp.where(state.has_baseline[0], state.baseline[0], r)
-
-    log_prob = (losses.gaussian_log_prob if noise == "per_scene"
-                else losses.shared_gaussian_log_prob)
 
     def surrogate(p):
       logp = log_prob(drawn.attrs, pipe.transform(p, scene), sigma,
@@ -200,5 +221,21 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
     return state, {"reward": r, "baseline": b, "val_score":
                    scores[pipe.headline], "val_loss": scores["loss"],
                    "surrogate": loss, "mmd2": mmd}
+
+  if inner_loop == "host":
+    trainer = tasknet_lib.HostTrainer(pipe.tasknet, pipe.task.loss, task_tx,
+                                      batch_fn, inner_steps, pipe.input_shape)
+    train = lambda k, images, labels: trainer.run(k, images, labels)[0]
+  else:
+    train = jax.jit(lambda k, images, labels: tasknet_lib.train(
+        k, pipe.tasknet, pipe.task.loss, task_tx, batch_fn, inner_steps,
+        pipe.input_shape, images, labels)[0])
+
+  def step(state: MetaSimState, pools, feat_params, target: MMDTarget,
+           val: LabeledSet):
+    scene, drawn, images, labels, k_task = generate(state, pools)
+    task_params = train(k_task, images, labels)
+    return update(state, scene, drawn, task_params, pools, feat_params,
+                  target, val)
 
   return step

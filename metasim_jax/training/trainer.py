@@ -174,7 +174,7 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
         mmd_weight=config.mmd.weight if config.task.with_mmd else 0.0,
         baseline_decay=config.task.baseline_decay,
         reward=config.task.reward, fixed_task_init=config.task.fixed_init,
-        noise=config.task.noise)
+        noise=config.task.noise, inner_loop=config.task.inner_loop)
   return Setup(
       config=config, workdir=workdir, pipe=pipe, pools=pools,
       feat_params=feat_params, target_mmd=target_mmd, test_ref=test_ref,
