@@ -43,6 +43,7 @@ setup(
         # datasets; COCO masks are RLE-encoded with pycocotools.
         "export": EXPORT,
         # tensorboard: its EventAccumulator reads the event files back.
-        "test": ["pytest>=7", "chex>=0.1.86", "tensorboard>=2.15"] + EXPORT,
+        "test": ["pytest>=7", "pytest-xdist>=3.5", "chex>=0.1.86",
+                 "tensorboard>=2.15"] + EXPORT,
     },
 )

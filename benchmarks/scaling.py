@@ -62,7 +62,8 @@ def main(argv):
     import jax
     counts = tuple(c for c in counts if c <= jax.device_count())
   for n in counts:
-    env = dict(os.environ, PYTHONPATH=root)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH")) if p))
     if not _REAL.value:
       env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_"
                           f"platform_device_count={n}").strip()

@@ -28,6 +28,9 @@ from metasim_jax.training import checkpoint, trainer
 from tests.training.conftest import SMOKE_SEEDS as SEEDS
 from tests.training.conftest import SMOKE_VARIANT, smoke_config
 
+# One worker runs every test of the shared smoke run (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("smoke_run")
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # The command line of the shared smoke run (conftest.smoke_config).
 CLI = [sys.executable, "-m", "experiments.mnist",

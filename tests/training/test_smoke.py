@@ -9,6 +9,9 @@ import pytest
 from experiments.configs import mnist as mnist_config
 from metasim_jax.training import trainer
 
+# One worker runs every test of the shared smoke run (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("smoke_run")
+
 
 @pytest.mark.slow
 def test_mnist_smoke_run_writes_its_outputs(smoke_run):
