@@ -96,8 +96,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.task.fixed_init = True
   c.task.noise = "per_scene"  # Algorithm 1; "per_dataset" is ours
   # The inner task-net training: "host" (a loop of jitted steps; faster
-  # on the CPU) or "scan" (one lax.scan); same keys, same parameters.
-  c.task.inner_loop = "host"
+  # on the CPU), "scan" (one lax.scan; faster on a GPU) or "auto" (host on
+  # the CPU, scan elsewhere); same keys, same parameters.
+  c.task.inner_loop = "auto"
 
   # kwargs: the task net's constructor arguments (by net).
   c.tasknet = {"name": "small_cnn", "kwargs": {}}

@@ -75,7 +75,8 @@ def upgrade_config(saved: dict) -> dict:
   written (``dataset`` -> ``world``, ``mmd.bandwidths`` ->
   ``mmd.median_multiples``, ``task.reward`` "accuracy" -> "score";
   ``task_type``, ``renderer``, ``label``,
-  ``mean_over`` and the grammar-file keys with their former values)."""
+  ``mean_over`` and the grammar-file keys with their former values;
+  ``task.inner_loop`` and ``parallel`` with their defaults)."""
   c = copy.deepcopy(saved)
   c.setdefault("name", "")
   c.setdefault("world", c.pop("dataset", "mnist"))
@@ -90,6 +91,9 @@ def upgrade_config(saved: dict) -> dict:
   task = c.setdefault("task", {})
   if task.get("reward") == "accuracy":  # the old name of "score"
     task["reward"] = "score"
+  task.setdefault("inner_loop", "auto")
+  c.setdefault("parallel", {"devices": 0, "starts": 1, "coordinator": "",
+                            "num_processes": 1, "process_id": 0})
   mmd = c.setdefault("mmd", {})
   if "bandwidths" in mmd:
     mmd["median_multiples"] = mmd.pop("bandwidths")

@@ -120,14 +120,14 @@ def make_mmd_eval(pipe: Pipeline, batch: int):
   return evaluate
 
 
-INNER_LOOPS = ("host", "scan")
+INNER_LOOPS = ("auto", "host", "scan")
 
 
 def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
                    inner_steps: int, inner_batch: int, task_weight: float,
                    mmd_weight: float, baseline_decay: float, reward: str,
                    fixed_task_init: bool, noise: str = "per_scene",
-                   inner_loop: str = "host"):
+                   inner_loop: str = "auto"):
   """Algorithm 1 (+ optional MMD term), K = 1 start: (state, pools,
   feat_params, target, val) -> (state, metrics).
 
@@ -143,10 +143,11 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
   transform, noise, render), train the task net on it, score it on V and
   update the generator.  The REINFORCE gradient does not pass through the
   training, so the task net can be trained by either driver of the one
-  trainer (same keys, same parameters): ``inner_loop="host"`` (default) a
-  host loop of jitted steps, ``"scan"`` one ``lax.scan`` inside the step
-  (XLA's CPU backend runs the convolutions of a loop body about 2x slower:
-  ``benchmarks/meta_epoch.py``).
+  trainer (same keys, same parameters): ``inner_loop="host"`` a host loop
+  of jitted steps, ``"scan"`` one ``lax.scan`` inside a jitted program;
+  ``"auto"`` takes "host" on the CPU (XLA's CPU backend runs the
+  convolutions of a loop body several times slower) and "scan" on an
+  accelerator (no per-step dispatch): ``benchmarks/meta_epoch.py``.
   """
   if reward not in REWARDS:
     raise ValueError(f"unknown task reward {reward!r}; valid: {REWARDS}")
@@ -157,6 +158,8 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
                      f"{INNER_LOOPS}")
   if pipe.task_sigma is None:
     raise ValueError("task_step needs Pipeline.task_sigma")
+  if inner_loop == "auto":
+    inner_loop = "host" if jax.default_backend() == "cpu" else "scan"
   sigma = pipe.task_sigma
   log_prob = (losses.gaussian_log_prob if noise == "per_scene"
               else losses.shared_gaussian_log_prob)
