@@ -28,18 +28,15 @@ from tests.render import reference_raster2d as reference
 
 SMALL = {"car": 8, "road": 2, "grass": 2, "tree": 4, "house": 4}
 BATCH = 7  # odd: the sampling loop pads a scene
-# One xdist worker compiles each problem's renderers once (prior and target
-# Aerial2D compile to the same program: the second is a cache hit).
-AERIAL = pytest.mark.xdist_group("raster_windows_aerial")
-DIGITS = pytest.mark.xdist_group("raster_windows_digits")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def fast_compiles():
   """Compile in seconds: these tests compare numbers, not speed."""
+  before = jax.config.read("jax_disable_most_optimizations")
   jax.config.update("jax_disable_most_optimizations", True)
   yield
-  jax.config.update("jax_disable_most_optimizations", False)
+  jax.config.update("jax_disable_most_optimizations", before)
 
 
 def _aerial(which):
@@ -123,19 +120,14 @@ def _assert_same(new, ref):
   np.testing.assert_array_equal(new.box_mask, ref.box_mask)
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param("aerial_prior", marks=AERIAL),
-    pytest.param("aerial_target", marks=AERIAL),
-    pytest.param("mnist32", marks=DIGITS),
-    pytest.param("mnist64", marks=DIGITS),
-    pytest.param("scaled", marks=DIGITS)])
+@pytest.mark.parametrize("name", ["aerial_prior", "aerial_target", "mnist32",
+                                  "mnist64", "scaled"])
 def test_equals_reference_on_random_scenes(problems, renderers, name):
   new, ref = _render_both(renderers[name], _scenes(problems[name], BATCH))
   _assert_same(new, ref)
   assert float(ref.image.max()) > 0.5  # something was drawn
 
 
-@AERIAL
 def test_equals_reference_when_sampled_from_the_grammar(problems, renderers):
   """Plain prior samples (cars on the road, at their sampled scale)."""
   grammar, pools, _ = problems["aerial_prior"]
@@ -143,7 +135,6 @@ def test_equals_reference_when_sampled_from_the_grammar(problems, renderers):
   _assert_same(*_render_both(renderers["aerial_prior"], s))
 
 
-@AERIAL
 def test_edges_and_largest_scale(problems, renderers):
   """Nodes over every edge and corner, cars at scale = high + fd_step."""
   grammar, pools, _ = problems["aerial_target"]
@@ -173,7 +164,6 @@ def test_edges_and_largest_scale(problems, renderers):
   assert np.isin(np.asarray(ref.instance), cars).any()
 
 
-@DIGITS
 def test_windows_and_full_canvas_path(problems):
   """Small nodes get windows; a class that can cover the canvas gets the
   whole canvas (no slicing of the maps at all)."""
@@ -208,7 +198,6 @@ def test_windows_and_full_canvas_path(problems):
   assert slicing <= ops(jnp.zeros((26, 26, 2)))
 
 
-@DIGITS
 def test_chunks_and_padding(problems, renderers, monkeypatch):
   """Several chunks of the batch, with padding, give the same layers."""
   grammar, pools, canvas = problems["scaled"]
@@ -233,7 +222,6 @@ def _assert_gradients_close(new, ref):
   np.testing.assert_allclose(new, ref, rtol=1e-4, atol=1e-5 * scale)
 
 
-@AERIAL
 def test_autodiff_gradients_match_reference(problems):
   """d<w, image>/d attrs by JAX autodiff, w random: Aerial2D (windows,
   full-canvas classes and the road-to-car hierarchy)."""
@@ -245,7 +233,6 @@ def test_autodiff_gradients_match_reference(problems):
   _assert_gradients_close(*grads)
 
 
-@DIGITS
 def test_finite_difference_gradients_match_reference(problems):
   """The same by the finite differences of ``finite_diff.py`` (MNIST's
   gradient mode) on 64x64 digits, whose windows are smaller than the
@@ -262,7 +249,6 @@ def test_finite_difference_gradients_match_reference(problems):
   _assert_gradients_close(*grads)
 
 
-@DIGITS
 def test_vmapped_over_starts(problems, renderers):
   """The MMD step vmaps the renderer over its K starts."""
   grammar, pools, canvas = problems["scaled"]
