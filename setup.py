@@ -16,13 +16,16 @@ setup(
     # experiments/configs has no __init__.py (config files are loaded by
     # path), so find_packages skips it: name it to install its modules.
     packages=find_packages(include=["metasim_jax", "metasim_jax.*",
-                                    "experiments", "experiments.*"])
+                                    "experiments", "experiments.*",
+                                    "third_party", "third_party.*"])
     + ["experiments.configs"],
     # Flag files and the Aerial2D grammars (configs/aerial/*.json);
     # tests/test_packaging.py checks that every data file is matched.
     # "**" needs setuptools >= 62.3 (recursive globs).
     package_data={"experiments": ["configs/*.flags", "configs/**/*.flags",
-                                  "configs/**/*.json"]},
+                                  "configs/**/*.json"],
+                  "third_party.renderer_bridge": ["*.proto", "*.md",
+                                                  "*.pyi", "regen.sh"]},
     install_requires=[
         "jax>=0.4.30",
         "flax>=0.8",
@@ -37,6 +40,12 @@ setup(
         "pillow>=9.0",
         "orbax-checkpoint>=0.12",  # training checkpoints
         "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
+        # The renderer bridge (third_party/renderer_bridge): its protocol
+        # (the generated code needs protobuf >= 7.35) and the reference
+        # server, OpenGL on a headless EGL context.
+        "grpcio>=1.85.1",
+        "protobuf>=7.35",
+        "moderngl>=5.10",
     ],
     extras_require={
         # python -m experiments.generate: tfds needs TensorFlow to write

@@ -97,12 +97,17 @@ class Renders:
     instance: [B, H, W] int32 slot index of the top-most node, -1 = none.
     boxes: [B, N, 4] float32 (x0, y0, x1, y1) pixels, per slot.
     box_mask: [B, N] bool, the slot exists and is drawn.
+    truncation, occlusion: [B, N] float32 fractions of each object outside
+      the image and hidden by others (renderers that measure them, e.g. the
+      3D bridge; None otherwise).
   """
   image: jax.Array
   semantic: jax.Array
   instance: jax.Array
   boxes: jax.Array
   box_mask: jax.Array
+  truncation: jax.Array | None = None
+  occlusion: jax.Array | None = None
 
 
 @struct.dataclass

@@ -12,7 +12,10 @@ key that exists).  Keys that only one world reads stay in that world's file
   task_type    "classification" (label: ``label.attr`` of the slot
                ``label.slot``) or "segmentation" (label: the renderer's
                semantic map; mean IoU over the classes ``mean_over``).
-  renderer     "raster2d" (the only one now).
+  renderer     "raster2d" (jitted 2D, differentiable) or "bridge" (3D
+               renderer servers, ``metasim_jax/render/bridge.py``), with
+               ``renderer_options`` (the bridge: ``backend``, ``workers``,
+               ``addresses``, ``timeout_s``).
   grammar, target            the grammars as dicts, or
   grammar_file, target_file  JSON files (a non-empty path wins).
   mmd          distribution matching: MMD^2 on features, multi-start.
@@ -33,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.world = "mnist"  # or "aerial"
   c.task_type = "classification"  # or "segmentation"
   c.renderer = "raster2d"
+  c.renderer_options = {}
   c.seeds = (0,)
   c.data_seed = 1234  # fixes the data splits and the target sets
   c.log_every = 50    # console

@@ -76,12 +76,14 @@ def upgrade_config(saved: dict) -> dict:
   ``mmd.median_multiples``, ``task.reward`` "accuracy" -> "score";
   ``task_type``, ``renderer``, ``label``,
   ``mean_over`` and the grammar-file keys with their former values;
-  ``task.inner_loop`` and ``parallel`` with their defaults)."""
+  ``task.inner_loop``, ``parallel`` and ``renderer_options`` with their
+  defaults)."""
   c = copy.deepcopy(saved)
   c.setdefault("name", "")
   c.setdefault("world", c.pop("dataset", "mnist"))
   c.setdefault("task_type", "classification")
   c.setdefault("renderer", "raster2d")
+  c.setdefault("renderer_options", {})
   c.setdefault("label", {"slot": "", "attr": ""})
   c.setdefault("mean_over", [])
   for which in ("grammar", "target"):

@@ -62,11 +62,7 @@ def sample(key: jax.Array, grammar: spec_lib.Grammar, batch_size: int,
   for cls_name, cls in g.classes.items():
     if cls.pool is None:
       continue
-    if cls.pool not in pools:
-      raise KeyError(f"class {cls_name!r} draws from texture pool "
-                     f"{cls.pool!r}, which was not given; pools: "
-                     f"{sorted(pools)}")
-    pool = pools[cls.pool]
+    pool = g.pool_of(cls_name, pools)
     slots = g.slots_of(cls_name)
     num_labels = pool.label_offsets.shape[0]
     if "class" in g.attr_names and g.has_attr[slots[0], g.col("class")]:

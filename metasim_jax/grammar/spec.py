@@ -27,6 +27,12 @@ number of instances is then uniform in that range; slots up to ``max`` exist
 and carry a mask).  Attributes of a child (``x``, ``y``, ``yaw``, ``scale``)
 are relative to its parent's frame; the renderer composes them.
 
+Render kinds: ``none``, ``fill`` (a background colour), ``texture`` (a
+sprite from a texture pool; the 2D rasterizer), and for 3D worlds drawn by
+an external renderer (``metasim_jax/render/bridge.py``): ``mesh`` (one of
+the class's ``assets``; ``"object": true`` measures its box, truncation and
+occlusion) and ``camera``.
+
 ``compile_grammar`` expands the class tree into a fixed list of *slots*
 (pre-order, so every parent precedes its children) and builds the static
 tables used by the sampler, the encoder and the renderer.  Errors name the
@@ -42,7 +48,7 @@ import numpy as np
 
 ATTR_KINDS = ("continuous", "angle", "categorical", "index")
 DIST_TYPES = ("deterministic", "gaussian", "uniform", "categorical", "pool")
-RENDER_KINDS = ("none", "fill", "texture")
+RENDER_KINDS = ("none", "fill", "texture", "mesh", "camera")
 # Distribution codes used in the sampler's tables.
 DET, GAUSS, UNIF, CAT, POOL = range(5)
 # Attributes the renderer understands, with the value used where absent.
@@ -76,6 +82,11 @@ class ClassDef:
   color: tuple[float, ...]
   attrs: tuple[AttrDef, ...]
   children: tuple[tuple[str, int, int], ...]  # (class, min_count, max_count)
+  # "mesh" nodes (3D, drawn by an external renderer): the renderer's asset
+  # ids this class chooses from (attribute "model" indexes them), and
+  # whether its nodes are objects (boxes, truncation, occlusion measured).
+  assets: tuple[str, ...] = ()
+  object: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +176,15 @@ class Grammar:
     raise KeyError(f"unknown slot {path!r}; slots are "
                    f"{[s.path for s in self.slots]}")
 
+  def pool_of(self, cls: str, pools: Mapping[str, Any]):
+    """The texture pool that class ``cls`` draws from, out of ``pools``;
+    raises KeyError naming the pool and the pools given."""
+    name = self.classes[cls].pool
+    if name not in pools:
+      raise KeyError(f"class {cls!r} draws from texture pool {name!r}, "
+                     f"which was not given; pools: {sorted(pools)}")
+    return pools[name]
+
   def replace_params(self, overrides: Mapping[str, Any]) -> "Grammar":
     """A new grammar with some fields changed, e.g. a target's parameters.
 
@@ -203,7 +223,8 @@ def _number(x, where: str) -> float:
 
 
 _ATTR_KEYS = {"kind", "dist", "range", "num", "mutable", "fd_step"}
-_CLASS_KEYS = {"render", "pool", "semantic", "color", "attributes", "children"}
+_CLASS_KEYS = {"render", "pool", "semantic", "color", "attributes", "children",
+               "assets", "object"}
 
 
 def _parse_attr(name: str, d: Mapping[str, Any], where: str) -> AttrDef:
@@ -296,6 +317,14 @@ def _parse_class(name: str, d: Mapping[str, Any], names) -> ClassDef:
   if render == "texture":
     _need(isinstance(pool, str), f"{where}.pool",
           "a texture node needs the name of its texture pool")
+  assets = d.get("assets", [])
+  _need(isinstance(assets, (list, tuple))
+        and all(isinstance(a, str) and a for a in assets), f"{where}.assets",
+        f"expected a list of asset ids, got {assets!r}")
+  _need(render != "mesh" or assets, f"{where}.assets",
+        "a mesh node needs the asset ids it chooses from")
+  is_object = d.get("object", False)
+  _need(isinstance(is_object, bool), f"{where}.object", "expected a bool")
   attrs_raw = d.get("attributes", {})
   _need(isinstance(attrs_raw, Mapping), f"{where}.attributes",
         "expected a mapping")
@@ -336,8 +365,14 @@ def _parse_class(name: str, d: Mapping[str, Any], names) -> ClassDef:
       lo, hi = count
     _need(0 <= lo <= hi and hi >= 1, w, f"bad count {count!r}")
     children.append((cls, lo, hi))
+  model = next((a for a in attrs if a.name == "model"), None)
+  if render == "mesh" and model is not None:
+    _need(model.kind == "categorical" and model.num == len(assets),
+          f"{where}.attributes.model",
+          f"'model' picks one of the {len(assets)} assets: it must be "
+          f"categorical with num {len(assets)}")
   return ClassDef(name, render, pool, semantic, color, attrs,
-                  tuple(children))
+                  tuple(children), tuple(assets), is_object)
 
 
 def compile_grammar(raw: Mapping[str, Any]) -> Grammar:

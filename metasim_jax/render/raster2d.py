@@ -305,13 +305,12 @@ def _plan(grammar: Grammar, pools: Mapping[str, TexturePool],
   plan = []
   for name, cls in grammar.classes.items():
     slots = grammar.slots_of(name)
+    if cls.render in ("mesh", "camera"):
+      raise ValueError(f"class {name!r} renders as {cls.render!r}: a 3D "
+                       "grammar needs config.renderer 'bridge'")
     if cls.render != "texture" or not len(slots):
       continue
-    if cls.pool not in pools:
-      raise KeyError(f"class {name!r} draws from texture pool "
-                     f"{cls.pool!r}, which was not given; pools: "
-                     f"{sorted(pools)}")
-    pool = pools[cls.pool]
+    pool = grammar.pool_of(name, pools)
     if pool.images.shape[-1] != canvas.channels + 1:
       raise ValueError(f"pool {cls.pool!r} has {pool.images.shape[-1]} "
                        f"channels; canvas needs {canvas.channels} + alpha")

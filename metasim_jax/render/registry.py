@@ -17,7 +17,8 @@ from the problem's canvas (output size) and its semantic table
   call of this function.
 
 Register another with ``register(name, factory)``, where ``factory(canvas,
-semantic_names)`` returns a ``Renderer``.
+semantic_names, **options)`` returns a ``Renderer``; ``options`` come from
+``config.renderer_options`` (e.g. the bridge's servers).
 """
 
 from __future__ import annotations
@@ -59,13 +60,18 @@ class Renderer(Protocol):
     ...
 
 
-Factory = Callable[[Canvas, tuple], Renderer]
+Factory = Callable[..., Renderer]
 REGISTRY = Registry("renderer")  # names valid as config.renderer
 register = REGISTRY.register
 
 
 
 
-def create(name: str, *, canvas: Canvas,
-           semantic_names: tuple[str, ...]) -> Renderer:
-  return REGISTRY.lookup(name)(canvas, tuple(semantic_names))
+def create(name: str, *, canvas: Canvas, semantic_names: tuple[str, ...],
+           **options) -> Renderer:
+  factory = REGISTRY.lookup(name)
+  try:
+    return factory(canvas, tuple(semantic_names), **options)
+  except TypeError as e:
+    raise ValueError(f"renderer {name!r}: bad config.renderer_options "
+                     f"{sorted(options)}: {e}") from None

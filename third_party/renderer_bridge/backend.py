@@ -1,0 +1,35 @@
+"""What a renderer backend implements, and the backends by name.
+
+A backend turns one validated ``Scene`` into a ``SceneRender``.  The
+server (``server.py``) owns the protocol: versions, limits, validation,
+errors; a backend sees only well-formed scenes whose asset ids are in
+``assets.catalogue()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol
+
+from third_party.renderer_bridge.scene import Scene, SceneRender
+
+# name -> module defining ``create() -> Backend`` (imported on demand: each
+# backend has its own heavy dependency).
+BACKENDS = {
+    "moderngl": "third_party.renderer_bridge.gl_backend",
+    "blender": "third_party.renderer_bridge.blender_backend",
+}
+
+
+class Backend(Protocol):
+  name: str  # e.g. "moderngl-egl llvmpipe (LLVM 15.0.6)"
+
+  def render(self, scene: Scene, width: int, height: int,
+             image_only: bool) -> SceneRender:
+    ...
+
+
+def create(name: str) -> Backend:
+  if name not in BACKENDS:
+    raise ValueError(f"unknown backend {name!r}; valid: {sorted(BACKENDS)}")
+  return importlib.import_module(BACKENDS[name]).create()
