@@ -11,7 +11,10 @@ loopback.  "image" asks for RGB only (what distribution matching needs),
 truncation and occlusion (one extra pass on an extended canvas).  The
 Jacobian is ``jax.grad`` of an image statistic of 16 scenes through
 ``render.finite_difference``: every mutable attribute of every node, +-
-its step, rendered as one batch that the client spreads over the workers.
+its step, sent as one batch that the client spreads over the workers;
+either as variants that the server draws only where they can change
+(``BridgeRenderer.finite_difference_vjp``, what training uses) or as whole
+scenes.
 Writes ``--png``: one scene graph by both backends side by side.
 """
 
@@ -56,14 +59,17 @@ def _rate(client, scenes, image_only, repeats=3) -> float:
   return len(scenes) / best
 
 
-def _jacobian_seconds(g, workers: int, repeats: int = 3) -> tuple:
+def _jacobian_seconds(g, workers: int, crops: bool,
+                      repeats: int = 3) -> tuple:
   names = render_lib.semantic_names(g)
   r = render_lib.create("bridge", canvas=render_lib.Canvas(H, W, 3),
                         semantic_names=names, backend="moderngl",
                         workers=workers)
   scene = grammar_lib.sample(jax.random.key(0), g, 16, {})
+  directional = (lambda a, m, ct: r.finite_difference_vjp(
+      a, m, ct, g, g.fd_step)) if crops else None
   fd = render_lib.finite_difference(
-      lambda a, m: r.render_image(a, m, g, {}), g.fd_step)
+      lambda a, m: r.render_image(a, m, g, {}), g.fd_step, directional)
   weights = jax.random.normal(jax.random.key(1), (H, W, 3))
   grad = jax.jit(jax.grad(
       lambda a: jnp.sum(fd(a, scene.node_mask) * weights)))
@@ -105,12 +111,15 @@ def main(argv):
       print(f"{backend} ({name}), {workers} worker(s): image "
             f"{rates[0]:,.0f} renders/s, all layers {rates[1]:,.0f} "
             "renders/s", flush=True)
-  for workers in map(int, FLAGS.workers):
-    seconds, pairs = _jacobian_seconds(g, workers)
-    print(f"finite-difference Jacobian, 16 driving scenes x {2 * pairs} "
-          f"perturbations ({pairs} mutable slot attributes; "
-          f"{16 * 2 * pairs:,} renders + the 16 themselves), moderngl, "
-          f"{workers} worker(s): {seconds:.2f} s", flush=True)
+  for crops in (True, False):
+    for workers in map(int, FLAGS.workers):
+      seconds, pairs = _jacobian_seconds(g, workers, crops)
+      how = ("each variant drawn only where it can change (crops)" if crops
+             else "every variant drawn whole")
+      print(f"finite-difference Jacobian, 16 driving scenes x {2 * pairs} "
+            f"perturbations ({pairs} mutable slot attributes; "
+            f"{16 * 2 * pairs:,} variants + the 16 scenes), moderngl, "
+            f"{workers} worker(s), {how}: {seconds:.2f} s", flush=True)
   if FLAGS.png and pictures:
     rows = []
     for k in range(3):

@@ -122,7 +122,13 @@ class Pipeline:
     """attrs, node_mask -> image, with the configured gradient path."""
     fn = lambda attrs, mask: self.renderer.render_image(attrs, mask,
                                                         self.prior, pools)
-    return render_lib.with_gradient(fn, self.prior.fd_step, self.grad_mode)
+    directional = None
+    if hasattr(self.renderer, "finite_difference_vjp"):
+      directional = lambda attrs, mask, g: (
+          self.renderer.finite_difference_vjp(attrs, mask, g, self.prior,
+                                              self.prior.fd_step))
+    return render_lib.with_gradient(fn, self.prior.fd_step, self.grad_mode,
+                                    directional)
 
   def images_and_targets(self, key, batch: int, pools: Pools, params,
                          source: str):

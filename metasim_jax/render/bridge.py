@@ -116,47 +116,105 @@ class Codec:
       wyaw[:, n] = wyaw[:, p] + yaw[:, n]
     return xy, wz, wyaw
 
-  def scenes(self, attrs: np.ndarray, node_mask: np.ndarray) -> list:
-    """[B, N, A] attributes and [B, N] masks -> B bridge ``Scene``s."""
-    from third_party.renderer_bridge import scene as bridge_scene
-    attrs = np.asarray(attrs, np.float64)
+  def fields(self, attrs: np.ndarray) -> dict:
+    """What the bridge's nodes and camera are made of, for a batch of
+    attributes [B, N, A] (NumPy, vectorised): world poses, scales, colours,
+    asset choices, camera angles."""
     g = self.grammar
+    attrs = np.asarray(attrs, np.float64)
     xy, z, yaw = self.world_poses(attrs)
     col = {k: self._column(attrs, k) for k in
            ("scale", "sx", "sy", "sz", "pitch", "roll", "fov")}
-    rgb = ({k: self._column(attrs, k) for k in "rgb"}
-           if {"r", "g", "b"} <= set(g.attr_names) else None)
-    model = self._column(attrs, "model") if "model" in g.attr_names else None
+    s = np.maximum(col["scale"], 1e-3)
+    scale = np.maximum(np.stack([s * col[a] for a in ("sx", "sy", "sz")],
+                                -1), 1e-3)
+    color = np.broadcast_to(self._class_colors, attrs.shape[:-1] + (3,))
+    if {"r", "g", "b"} <= set(g.attr_names):
+      has = g.has_attr[:, g.col("r")][:, None]
+      rgb = np.clip(np.stack([self._column(attrs, c) for c in "rgb"], -1),
+                    0.0, 1.0)
+      color = np.where(has, rgb, color)
+    model = np.zeros(attrs.shape[:-1], int)
+    if "model" in g.attr_names:
+      top = np.array([max(len(g.classes[sl.cls].assets), 1) - 1
+                      for sl in g.slots])
+      model = np.where(g.has_attr[:, g.col("model")],
+                       np.clip(self._column(attrs, "model"), 0, top),
+                       0).astype(int)
     cam = self.camera_slot
-    out = []
-    for b in range(attrs.shape[0]):
-      camera = bridge_scene.Camera(
-          position=(xy[b, cam, 0], xy[b, cam, 1], z[b, cam]),
-          yaw_deg=yaw[b, cam], pitch_deg=col["pitch"][b, cam],
-          roll_deg=col["roll"][b, cam],
-          vfov_deg=float(np.clip(col["fov"][b, cam], 1.0, 170.0)))
-      nodes = []
-      for n in self.mesh_slots:
-        if not node_mask[b, n]:
-          continue
-        c = g.classes[g.slots[n].cls]
-        k = int(np.clip(model[b, n], 0, len(c.assets) - 1)) if (
-            model is not None and g.has_attr[n, g.col("model")]) else 0
-        s = max(col["scale"][b, n], 1e-3)
-        color = c.color if len(c.color) == 3 else (0.5, 0.5, 0.5)
-        if rgb is not None and g.has_attr[n, g.col("r")]:
-          color = tuple(np.clip([rgb[ch][b, n] for ch in "rgb"], 0, 1))
-        nodes.append(bridge_scene.Node(
-            instance_id=n + 1, semantic_id=int(self.semantic[n]),
-            asset_id=c.assets[k], position=(xy[b, n, 0], xy[b, n, 1],
-                                            z[b, n]),
-            yaw_deg=yaw[b, n],
-            scale=tuple(max(s * col[a][b, n], 1e-3) for a in
-                        ("sx", "sy", "sz")),
-            color=color, is_object=c.object, class_name=c.name))
-      out.append(bridge_scene.Scene(camera=camera, nodes=tuple(nodes),
-                                    sky=self.sky))
-    return out
+    camera = np.stack([xy[:, cam, 0], xy[:, cam, 1], z[:, cam], yaw[:, cam],
+                       col["pitch"][:, cam], col["roll"][:, cam],
+                       np.clip(col["fov"][:, cam], 1.0, 170.0)], -1)
+    position = np.concatenate([xy, z[..., None]], -1)
+    return dict(position=position, yaw=yaw, scale=scale, color=color,
+                model=model, camera=camera)
+
+  @functools.cached_property
+  def _class_colors(self) -> np.ndarray:
+    """[N, 3] each slot's class colour (grey if it has not 3 channels)."""
+    g = self.grammar
+    return np.array([g.classes[sl.cls].color
+                     if len(g.classes[sl.cls].color) == 3 else (0.5,) * 3
+                     for sl in g.slots])
+
+  def _node(self, f: dict, i: int, n: int):
+    from third_party.renderer_bridge import scene as bridge_scene
+    c = self.grammar.classes[self.grammar.slots[n].cls]
+    return bridge_scene.Node(
+        instance_id=n + 1, semantic_id=int(self.semantic[n]),
+        asset_id=c.assets[f["model"][i, n]],
+        position=tuple(f["position"][i, n].tolist()),
+        yaw_deg=float(f["yaw"][i, n]), scale=tuple(f["scale"][i, n].tolist()),
+        color=tuple(f["color"][i, n].tolist()), is_object=c.object,
+        class_name=c.name)
+
+  def _camera(self, f: dict, i: int):
+    from third_party.renderer_bridge import scene as bridge_scene
+    x, y, z, yaw, pitch, roll, fov = f["camera"][i].tolist()
+    return bridge_scene.Camera(position=(x, y, z), yaw_deg=yaw,
+                               pitch_deg=pitch, roll_deg=roll, vfov_deg=fov)
+
+  def scenes(self, attrs: np.ndarray, node_mask: np.ndarray,
+             fields: dict | None = None) -> list:
+    """[B, N, A] attributes and [B, N] masks -> B bridge ``Scene``s."""
+    from third_party.renderer_bridge import scene as bridge_scene
+    f = self.fields(attrs) if fields is None else fields
+    mask = np.asarray(node_mask)
+    return [bridge_scene.Scene(
+        camera=self._camera(f, b),
+        nodes=tuple(self._node(f, b, n) for n in self.mesh_slots
+                    if mask[b, n]), sky=self.sky)
+            for b in range(mask.shape[0])]
+
+  def variants(self, attrs: np.ndarray, node_mask: np.ndarray,
+               delta: np.ndarray) -> tuple[list, list]:
+    """Finite-difference variants: the B scenes of ``attrs`` and, for each
+    perturbation ``delta[q]`` [N, A] and scene b (index q * B + b), a
+    ``Variant`` holding only the nodes (or camera) the perturbation moves
+    (a perturbed road moves its cars: all of them are in it)."""
+    from third_party.renderer_bridge import scene as bridge_scene
+    attrs, mask = np.asarray(attrs, np.float64), np.asarray(node_mask)
+    b, q = attrs.shape[0], delta.shape[0]
+    base = self.fields(attrs)
+    pert = self.fields((attrs[None] + delta[:, None]).reshape(
+        (q * b,) + attrs.shape[1:]))
+    tile = lambda x: np.tile(x, (q,) + (1,) * (x.ndim - 1))
+    mesh = np.zeros(attrs.shape[1], bool)
+    mesh[list(self.mesh_slots)] = True
+    moved = np.zeros((q * b, attrs.shape[1]), bool)
+    for k in ("position", "yaw", "scale", "color", "model"):
+      d = pert[k] != tile(base[k])
+      moved |= d.reshape(d.shape[:2] + (-1,)).any(-1)
+    moved &= mesh & tile(mask)
+    cam_moved = (pert["camera"] != tile(base["camera"])).any(-1)
+    variants = []
+    for v in range(q * b):
+      variants.append(bridge_scene.Variant(
+          scene=v % b,
+          nodes=tuple(self._node(pert, v, n) for n in np.flatnonzero(
+              moved[v])),
+          camera=self._camera(pert, v) if cam_moved[v] else None))
+    return self.scenes(attrs, mask, base), variants
 
   def layers(self, renders: list, node_mask: np.ndarray) -> dict:
     """Bridge renders -> the arrays of ``Renders`` (NumPy, batch first)."""
@@ -266,6 +324,47 @@ class BridgeRenderer:
         functools.partial(self._host_render, grammar, False), shapes,
         scene.attrs, scene.node_mask, vmap_method="broadcast_all")
     return Renders(**out)
+
+  def _host_directional(self, grammar, steps, attrs, node_mask, g):
+    from metasim_jax.render.finite_diff import perturbations
+    attrs, node_mask, g = (np.asarray(x) for x in (attrs, node_mask, g))
+    lead = attrs.shape[:-2]
+    n, a = attrs.shape[-2:]
+    flat_a, flat_m = attrs.reshape(-1, n, a), node_mask.reshape(-1, n)
+    g = g.reshape((-1,) + g.shape[len(lead):])
+    n_idx, a_idx, h = perturbations(steps)
+    num, batch = len(h), flat_a.shape[0]
+    delta = np.zeros((2 * num, n, a))
+    delta[np.arange(num), n_idx, a_idx] = h
+    delta[num + np.arange(num), n_idx, a_idx] = -h
+    codec = Codec.create(grammar, self.semantic_names)
+    bases, variants = codec.variants(flat_a, flat_m, delta)
+    images, crops = self._client().render_variants(
+        bases, variants, self.canvas.width, self.canvas.height)
+    dots = np.zeros((2 * num, batch))
+    for v, crop in enumerate(crops):
+      x0, y0, x1, y1 = crop.region
+      if x0 >= x1 or y0 >= y1:
+        continue
+      q, b = divmod(v, batch)
+      change = (crop.rgb.astype(np.float32)
+                - images[b][y0:y1, x0:x1]) / 255
+      dots[q, b] = np.vdot(g[b, y0:y1, x0:x1], change)
+    grads = ((dots[:num] - dots[num:]) / (2 * h[:, None])).T  # [batch, P]
+    return grads.astype(np.float32).reshape(lead + (num,))
+
+  def finite_difference_vjp(self, attrs, node_mask, g, grammar: Grammar,
+                            steps: np.ndarray) -> jax.Array:
+    """[..., B, P] central differences <g, I(a + h e_p) - I(a - h e_p)> /
+    (2 h) for the pairs of ``finite_diff.perturbations(steps)``, all
+    computed on the host from crops: each variant is drawn only where it
+    can differ from its scene, and the crops never reach the device."""
+    num = int((np.asarray(steps) > 0).sum())
+    shape = jax.ShapeDtypeStruct(attrs.shape[:-2] + (num,), jnp.float32)
+    return jax.pure_callback(
+        functools.partial(self._host_directional, grammar,
+                          np.asarray(steps)), shape, attrs, node_mask, g,
+        vmap_method="broadcast_all")
 
   def render_image(self, attrs, node_mask, grammar: Grammar,
                    pools) -> jax.Array:

@@ -40,8 +40,15 @@ def perturbations(steps: np.ndarray) -> tuple[np.ndarray, np.ndarray,
   return n_idx, a_idx, steps[n_idx, a_idx].astype(np.float32)
 
 
-def finite_difference(image_fn: ImageFn, steps: np.ndarray) -> ImageFn:
-  """Wraps ``image_fn`` with a central-difference VJP in ``attrs``."""
+def finite_difference(image_fn: ImageFn, steps: np.ndarray,
+                      directional: Callable | None = None) -> ImageFn:
+  """Wraps ``image_fn`` with a central-difference VJP in ``attrs``.
+
+  ``directional(attrs, context, g) -> [B, P]``, if given, computes the
+  central differences <g_b, I_b(a + h e_p) - I_b(a - h e_p)> / (2 h) of the
+  pairs of ``perturbations(steps)`` itself (a renderer that draws each
+  perturbed copy only where it can change, e.g. the 3D bridge); otherwise
+  the 2 P perturbed copies of the batch are rendered by ``image_fn``."""
   n_idx, a_idx, h = perturbations(np.asarray(steps))
   num = len(h)
 
@@ -56,6 +63,10 @@ def finite_difference(image_fn: ImageFn, steps: np.ndarray) -> ImageFn:
     attrs, context = res
     if num == 0:
       return jnp.zeros_like(attrs), jax.tree.map(_zero_cotangent, context)
+    if directional is not None:
+      grads = directional(attrs, context, g)
+      out = jnp.zeros_like(attrs).at[:, n_idx, a_idx].set(grads)
+      return out, jax.tree.map(_zero_cotangent, context)
     delta = np.zeros((2 * num,) + steps.shape, np.float32)
     delta[np.arange(num), n_idx, a_idx] = h
     delta[num + np.arange(num), n_idx, a_idx] = -h
@@ -76,10 +87,11 @@ def finite_difference(image_fn: ImageFn, steps: np.ndarray) -> ImageFn:
   return f
 
 
-def with_gradient(image_fn: ImageFn, steps: np.ndarray, mode: str) -> ImageFn:
+def with_gradient(image_fn: ImageFn, steps: np.ndarray, mode: str,
+                  directional: Callable | None = None) -> ImageFn:
   """``image_fn`` with the gradient path named by ``mode``."""
   if mode == "autodiff":
     return image_fn
   if mode == "finite_diff":
-    return finite_difference(image_fn, steps)
+    return finite_difference(image_fn, steps, directional)
   raise ValueError(f"unknown gradient mode {mode!r}; valid: {MODES}")

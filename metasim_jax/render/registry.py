@@ -16,6 +16,11 @@ from the problem's canvas (output size) and its semantic table
   ``finite_diff.py``, which render all perturbed copies of a batch in one
   call of this function.
 
+Optional: ``finite_difference_vjp(attrs, node_mask, g, grammar, steps) ->
+[B, P]``, the central differences of ``finite_diff.perturbations(steps)``
+computed by the renderer itself (the bridge draws each perturbed copy only
+where it can change); the pipeline's finite differences use it if present.
+
 Register another with ``register(name, factory)``, where ``factory(canvas,
 semantic_names, **options)`` returns a ``Renderer``; ``options`` come from
 ``config.renderer_options`` (e.g. the bridge's servers).

@@ -33,6 +33,11 @@ class Mesh:
   tinted: np.ndarray
 
   @property
+  def bounds(self) -> np.ndarray:
+    """[2, 3] min and max corner of the vertices (object frame)."""
+    return np.stack([self.vertices.min(0), self.vertices.max(0)])
+
+  @property
   def normals(self) -> np.ndarray:
     """[F, 3] unit face normals (counter-clockwise faces point outward)."""
     v = self.vertices.reshape(-1, 3, 3)

@@ -28,6 +28,11 @@ class Backend(Protocol):
              image_only: bool) -> SceneRender:
     ...
 
+  # Optional: ``render_region(scene, width, height, region) -> [y1 - y0,
+  # x1 - x0, 3]`` uint8, the image's pixels in ``region`` (x0, y0, x1, y1),
+  # drawing only there (finite-difference variants); the server falls back
+  # on a full ``render`` and a crop.
+
 
 def create(name: str) -> Backend:
   if name not in BACKENDS:

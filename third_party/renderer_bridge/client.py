@@ -19,6 +19,7 @@ the server refuses (malformed, too big, wrong version) raises
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import os
 import queue
@@ -29,6 +30,7 @@ import time
 from typing import Sequence
 
 import grpc
+import numpy as np
 from absl import logging
 
 from third_party.renderer_bridge import renderer_pb2 as pb
@@ -235,12 +237,87 @@ class RendererClient:
       return []
     size = self._chunk_size(n, width, height, image_only)
     protos = [scene_lib.scene_to_proto(s) for s in scenes]
-    chunks = [(i, protos[i:i + size]) for i in range(0, n, size)]
-    pending: queue.Queue = queue.Queue()
-    for start, part in chunks:
-      pending.put((start, part, 0))
     out: list[SceneRender | None] = [None] * n
-    left = [len(chunks)]
+    jobs = []
+    for start in range(0, n, size):
+      request = pb.RenderRequest(
+          protocol_version=scene_lib.PROTOCOL_VERSION, width=width,
+          height=height, scenes=protos[start:start + size],
+          image_only=image_only)
+
+      def store(reply, start=start, count=len(request.scenes)):
+        if len(reply.renders) != count:
+          raise BridgeError(f"a server returned {len(reply.renders)} "
+                            f"renders for {count} scenes")
+        out[start:start + count] = [
+            scene_lib.render_from_proto(r, width, height)
+            for r in reply.renders]
+        return count
+
+      jobs.append((request, store))
+    self._run(jobs)
+    return out
+
+  def render_variants(self, scenes: Sequence[Scene],
+                      variants: Sequence[scene_lib.Variant], width: int,
+                      height: int) -> tuple[list[np.ndarray],
+                                            list[scene_lib.Crop]]:
+    """Images of ``scenes`` and, for each of ``variants`` (in order), the
+    crop where it can differ from its scene's image (finite differences:
+    the server draws only there).  Returns (rgb [H, W, 3] per scene,
+    Crop per variant)."""
+    by_scene: dict[int, list[int]] = {}
+    for k, v in enumerate(variants):
+      by_scene.setdefault(v.scene, []).append(k)
+    # Chunks of whole scenes with their variants, about equal in size.
+    n = len(scenes) + len(variants)
+    size = self._chunk_size(n, width, height, True)
+    groups, current, count = [], [], 0
+    for i in range(len(scenes)):
+      cost = 1 + len(by_scene.get(i, ()))
+      if current and count + cost > size:
+        groups.append(current)
+        current, count = [], 0
+      current.append(i)
+      count += cost
+    if current:
+      groups.append(current)
+    images: list = [None] * len(scenes)
+    crops: list = [None] * len(variants)
+    jobs = []
+    for group in groups:
+      local = {i: j for j, i in enumerate(group)}
+      index = [k for i in group for k in by_scene.get(i, ())]
+      request = pb.RenderRequest(
+          protocol_version=scene_lib.PROTOCOL_VERSION, width=width,
+          height=height, image_only=True,
+          scenes=[scene_lib.scene_to_proto(scenes[i]) for i in group],
+          variants=[scene_lib.variant_to_proto(dataclasses.replace(
+              variants[k], scene=local[variants[k].scene])) for k in index])
+
+      def store(reply, group=group, index=index):
+        if (len(reply.renders), len(reply.variants)) != (len(group),
+                                                         len(index)):
+          raise BridgeError("a server's reply does not match its request")
+        for i, r in zip(group, reply.renders):
+          images[i] = scene_lib.render_from_proto(r, width, height).rgb
+        for k, c in zip(index, reply.variants):
+          crops[k] = scene_lib.crop_from_proto(c)
+        return len(group) + len(index)
+
+      jobs.append((request, store))
+    self._run(jobs)
+    return images, crops
+
+  def _run(self, jobs: list) -> None:
+    """Sends every ``(request, store)`` job to some worker; ``store(reply)``
+    keeps the results and returns the number of renders."""
+    if not jobs:
+      return
+    pending: queue.Queue = queue.Queue()
+    for job in jobs:
+      pending.put((job, 0))
+    left = [len(jobs)]
     failure: list[BaseException] = []
     done = threading.Event()
     lock = threading.Lock()
@@ -248,19 +325,12 @@ class RendererClient:
     def serve(worker: _Worker) -> None:
       while not done.is_set():
         try:
-          start, part, tries = pending.get(timeout=0.05)
+          (request, store), tries = pending.get(timeout=0.05)
         except queue.Empty:
           continue
-        request = pb.RenderRequest(
-            protocol_version=scene_lib.PROTOCOL_VERSION, width=width,
-            height=height, scenes=part, image_only=image_only)
         try:
           reply = worker.stub.Render(request, timeout=self.timeout_s)
-          renders = [scene_lib.render_from_proto(r, width, height)
-                     for r in reply.renders]
-          if len(renders) != len(part):
-            raise BridgeError(f"{worker.address} returned {len(renders)} "
-                              f"renders for {len(part)} scenes")
+          count = store(reply)
         except grpc.RpcError as e:
           code = e.code()
           if code in _FINAL or tries >= self.retries:
@@ -269,10 +339,10 @@ class RendererClient:
                 + (f" (after {tries} retries)" if tries else "")))
             done.set()
             return
-          logging.warning("%s: %s (%s); retrying scenes %d..%d",
-                          worker.address, code.name, e.details(), start,
-                          start + len(part) - 1)
-          pending.put((start, part, tries + 1))
+          logging.warning("%s: %s (%s); retrying a chunk of %d scenes",
+                          worker.address, code.name, e.details(),
+                          len(request.scenes) + len(request.variants))
+          pending.put(((request, store), tries + 1))
           try:
             done.wait(worker.recover(code))
           except BridgeError as restart_failed:
@@ -283,10 +353,9 @@ class RendererClient:
           failure.append(e)
           done.set()
           return
-        out[start:start + len(renders)] = renders
         worker.failures = 0
         with lock:
-          self.rendered[worker.address] += len(renders)
+          self.rendered[worker.address] += count
           left[0] -= 1
           if left[0] == 0:
             done.set()
@@ -300,9 +369,8 @@ class RendererClient:
     if failure:
       raise failure[0]
     if left[0]:
-      raise BridgeError(f"every worker failed; {left[0]} of {len(chunks)} "
+      raise BridgeError(f"every worker failed; {left[0]} of {len(jobs)} "
                         "chunks were not rendered")
-    return out
 
   def close(self) -> None:
     for w in self._workers:

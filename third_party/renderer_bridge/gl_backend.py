@@ -32,6 +32,7 @@ import numpy as np
 from third_party.renderer_bridge import assets as assets_lib
 from third_party.renderer_bridge import camera as camera_lib
 from third_party.renderer_bridge import measure
+from third_party.renderer_bridge.measure import camera_from_object, pixel_rects
 from third_party.renderer_bridge.scene import (Node, ObjectInfo, Scene,
                                                SceneRender)
 
@@ -125,24 +126,6 @@ def mesh_vertices(mesh: assets_lib.Mesh) -> np.ndarray:
       rep(mesh.tinted[:, None])], axis=1).astype(np.float32)
 
 
-def camera_from_object(cam, nodes: list[Node]) -> tuple[np.ndarray,
-                                                      np.ndarray]:
-  """Each node's object -> camera transform (OpenCV axes, metres):
-  p_cam = a @ p + t, a [N, 3, 3] (rotation and scale), t [N, 3]."""
-  r = camera_lib.world_from_camera(cam)
-  pos = np.array([n.position for n in nodes], np.float64).reshape(-1, 3)
-  scale = np.array([n.scale for n in nodes], np.float64).reshape(-1, 3)
-  yaw = np.radians([n.yaw_deg for n in nodes])
-  c, s = np.cos(yaw), np.sin(yaw)
-  rot = np.zeros((len(nodes), 3, 3))  # world_from_object, as assets.py
-  rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = c, -s, s, c
-  rot[:, 2, 2] = 1.0
-  # p_cam = R^T (rot (scale * p) + position - cam.position)
-  a = (r.T @ rot) * scale[:, None]
-  t = (pos - np.asarray(cam.position, np.float64)) @ r
-  return a, t
-
-
 def instances(a: np.ndarray, t: np.ndarray, nodes: list[Node],
               ids) -> np.ndarray:
   """Per-node instance rows (``_INSTANCE_DTYPE``): the camera-from-object
@@ -154,31 +137,6 @@ def instances(a: np.ndarray, t: np.ndarray, nodes: list[Node],
   out["inv_s2"] = 1.0 / np.array([n.scale for n in nodes]).reshape(-1, 3)**2
   out["color"] = np.array([n.color for n in nodes]).reshape(-1, 3)
   out["id"] = ids
-  return out
-
-
-def pixel_rects(a: np.ndarray, t: np.ndarray, corners: np.ndarray, intr,
-                width: int, height: int, near: float,
-                pad: int = 2) -> np.ndarray:
-  """[N, 4] int (x0, y0, x1, y1): a rectangle of the width x height canvas
-  (``intr``) holding every pixel a node's mesh may cover, from its
-  object-frame bounding box ``corners`` [N, 8, 3] and camera-from-object
-  transform (``camera_from_object``): the box's projection
-  when it lies in front of the camera (z > near / 2; the clipping of its
-  triangles at the near plane only removes pixels), empty when it lies
-  behind z = near / 2, else the whole canvas."""
-  pts = corners @ a.transpose(0, 2, 1) + t[:, None]  # [N, 8, 3]
-  z = pts[..., 2]
-  out = np.tile(np.array([0, 0, width, height]), (len(a), 1))
-  front = (z > near / 2).all(1)
-  if front.any():
-    uv = camera_lib.project(intr, pts[front])
-    lo = np.floor(uv.min(1)) - pad
-    hi = np.ceil(uv.max(1)) + pad
-    size = np.array([width, height])
-    out[front] = np.concatenate([np.clip(lo, 0, size), np.clip(hi, 0, size)],
-                                1).astype(int)
-  out[(z < near / 2).all(1)] = 0
   return out
 
 
@@ -222,9 +180,7 @@ class _AssetDraw:
   def __init__(self, ctx, mesh, programs):
     self.vbo = ctx.buffer(mesh_vertices(mesh).tobytes())
     self.vertices = len(mesh.vertices)
-    lo, hi = mesh.vertices.min(0), mesh.vertices.max(0)
-    self.corners = np.array([[(hi if k >> i & 1 else lo)[i] for i in range(3)]
-                             for k in range(8)], np.float64)  # [8, 3]
+    self.corners = measure.box_corners(mesh)  # [8, 3]
     self.capacity = 16
     self.ibo = ctx.buffer(reserve=self.capacity * _INSTANCE_DTYPE.itemsize)
     self.vaos = [ctx.vertex_array(p, [(self.vbo, *_VERTEX_FORMAT),
@@ -300,6 +256,42 @@ class GLBackend:
     lut = np.zeros(65536, np.uint8)
     lut[[n.instance_id for n in nodes]] = [n.semantic_id for n in nodes]
     return SceneRender(rgb, instance, lut.take(instance), infos, intr)
+
+  def render_region(self, scene: Scene, width: int, height: int,
+                    region: measure.Region) -> np.ndarray:
+    """The image's pixels in ``region`` (x0, y0, x1, y1): [y1 - y0,
+    x1 - x0, 3] uint8, equal to ``render(...).rgb`` there; only the nodes
+    that can reach the region are drawn, and only inside it (scissor)."""
+    x0, y0, x1, y1 = region
+    intr = camera_lib.intrinsics(scene.camera, width, height)
+    nodes = list(scene.nodes)
+    a, t = camera_from_object(scene.camera, nodes)
+    corners = np.array([self._assets[n.asset_id].corners for n in nodes])
+    r = pixel_rects(a, t, corners.reshape(-1, 8, 3), intr, width, height,
+                    scene.camera.near)
+    keep = np.flatnonzero((r[:, 0] < x1) & (r[:, 2] > x0) & (r[:, 1] < y1)
+                          & (r[:, 3] > y0))
+    nodes = [nodes[i] for i in keep]
+    rows = instances(a[keep], t[keep], nodes, [n.instance_id for n in nodes])
+    with self._lock, self._ctx:
+      fbo = self._target(width, height).scene
+      fbo.use()
+      gl_box = (x0, height - y1, x1 - x0, y1 - y0)  # GL: origin bottom-left
+      fbo.scissor = gl_box
+      try:
+        sky = (ctypes.c_float * 4)(*map(float, srgb(np.asarray(scene.sky))),
+                                   1.0)
+        self._clear_fv(_GL_COLOR, 0, sky)
+        self._clear_fv(_GL_DEPTH, 0, (ctypes.c_float * 1)(1.0))
+        self._ctx.enable_only(moderngl.DEPTH_TEST)
+        if nodes:
+          self._set_camera(self._programs[0], scene, intr, width, height)
+          self._draw(0, nodes, rows)
+        rgb = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
+        fbo.read_into(rgb, viewport=gl_box, components=3, attachment=0)
+      finally:
+        fbo.scissor = None
+    return rgb[::-1].copy()
 
   def release(self):
     """Frees the GL objects and the context."""

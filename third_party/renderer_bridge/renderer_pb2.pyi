@@ -77,18 +77,44 @@ class Scene(_message.Message):
     def __init__(self, camera: _Optional[_Union[Camera, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., sky: _Optional[_Union[Color, _Mapping]] = ...) -> None: ...
 
 class RenderRequest(_message.Message):
-    __slots__ = ("protocol_version", "width", "height", "scenes", "image_only")
+    __slots__ = ("protocol_version", "width", "height", "scenes", "image_only", "variants")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     SCENES_FIELD_NUMBER: _ClassVar[int]
     IMAGE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     width: int
     height: int
     scenes: _containers.RepeatedCompositeFieldContainer[Scene]
     image_only: bool
-    def __init__(self, protocol_version: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., scenes: _Optional[_Iterable[_Union[Scene, _Mapping]]] = ..., image_only: _Optional[bool] = ...) -> None: ...
+    variants: _containers.RepeatedCompositeFieldContainer[Variant]
+    def __init__(self, protocol_version: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., scenes: _Optional[_Iterable[_Union[Scene, _Mapping]]] = ..., image_only: _Optional[bool] = ..., variants: _Optional[_Iterable[_Union[Variant, _Mapping]]] = ...) -> None: ...
+
+class Variant(_message.Message):
+    __slots__ = ("scene", "nodes", "camera")
+    SCENE_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    CAMERA_FIELD_NUMBER: _ClassVar[int]
+    scene: int
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    camera: Camera
+    def __init__(self, scene: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., camera: _Optional[_Union[Camera, _Mapping]] = ...) -> None: ...
+
+class Crop(_message.Message):
+    __slots__ = ("x0", "y0", "x1", "y1", "rgb")
+    X0_FIELD_NUMBER: _ClassVar[int]
+    Y0_FIELD_NUMBER: _ClassVar[int]
+    X1_FIELD_NUMBER: _ClassVar[int]
+    Y1_FIELD_NUMBER: _ClassVar[int]
+    RGB_FIELD_NUMBER: _ClassVar[int]
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    rgb: bytes
+    def __init__(self, x0: _Optional[int] = ..., y0: _Optional[int] = ..., x1: _Optional[int] = ..., y1: _Optional[int] = ..., rgb: _Optional[bytes] = ...) -> None: ...
 
 class Box2D(_message.Message):
     __slots__ = ("x0", "y0", "x1", "y1")
@@ -147,18 +173,20 @@ class SceneRender(_message.Message):
     def __init__(self, rgb: _Optional[bytes] = ..., instance: _Optional[bytes] = ..., semantic: _Optional[bytes] = ..., objects: _Optional[_Iterable[_Union[ObjectInfo, _Mapping]]] = ..., intrinsics: _Optional[_Union[Intrinsics, _Mapping]] = ...) -> None: ...
 
 class RenderReply(_message.Message):
-    __slots__ = ("protocol_version", "width", "height", "renders", "renderer")
+    __slots__ = ("protocol_version", "width", "height", "renders", "renderer", "variants")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     RENDERS_FIELD_NUMBER: _ClassVar[int]
     RENDERER_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     width: int
     height: int
     renders: _containers.RepeatedCompositeFieldContainer[SceneRender]
     renderer: str
-    def __init__(self, protocol_version: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., renders: _Optional[_Iterable[_Union[SceneRender, _Mapping]]] = ..., renderer: _Optional[str] = ...) -> None: ...
+    variants: _containers.RepeatedCompositeFieldContainer[Crop]
+    def __init__(self, protocol_version: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., renders: _Optional[_Iterable[_Union[SceneRender, _Mapping]]] = ..., renderer: _Optional[str] = ..., variants: _Optional[_Iterable[_Union[Crop, _Mapping]]] = ...) -> None: ...
 
 class InfoRequest(_message.Message):
     __slots__ = ("protocol_version",)

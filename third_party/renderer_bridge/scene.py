@@ -49,6 +49,31 @@ class Scene:
 
 
 @dataclasses.dataclass(frozen=True)
+class Variant:
+  """A scene with some nodes (matched by instance id) or the camera
+  replaced: one finite-difference perturbation."""
+  scene: int
+  nodes: tuple[Node, ...] = ()
+  camera: Camera | None = None
+
+
+def apply_variant(base: Scene, variant: Variant) -> Scene:
+  """The scene ``variant`` describes, given its base scene."""
+  new = {n.instance_id: n for n in variant.nodes}
+  return dataclasses.replace(
+      base, nodes=tuple(new.get(n.instance_id, n) for n in base.nodes),
+      camera=variant.camera or base.camera)
+
+
+@dataclasses.dataclass(frozen=True)
+class Crop:
+  """The pixels of a variant's image that can differ from its scene's:
+  rgb [y1 - y0, x1 - x0, 3] uint8 at ``region`` (x0, y0, x1, y1)."""
+  region: tuple[int, int, int, int]
+  rgb: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
 class Intrinsics:
   fx: float
   fy: float
@@ -103,35 +128,72 @@ def camera_from_proto(c: pb.Camera) -> Camera:
                 far=c.far or DEFAULT_FAR)
 
 
+def node_from_proto(n: pb.Node) -> Node:
+  return Node(instance_id=n.instance_id, semantic_id=n.semantic_id,
+              asset_id=n.asset_id, position=_vec(n.position),
+              yaw_deg=n.yaw_deg, scale=_scale(n.scale),
+              color=(n.color.r, n.color.g, n.color.b), is_object=n.is_object,
+              class_name=n.class_name)
+
+
+def node_to_proto(n: Node) -> pb.Node:
+  return pb.Node(instance_id=n.instance_id, semantic_id=n.semantic_id,
+                 class_name=n.class_name, asset_id=n.asset_id,
+                 position=pb.Vec3(x=n.position[0], y=n.position[1],
+                                  z=n.position[2]),
+                 yaw_deg=n.yaw_deg,
+                 scale=pb.Vec3(x=n.scale[0], y=n.scale[1], z=n.scale[2]),
+                 color=pb.Color(r=n.color[0], g=n.color[1], b=n.color[2]),
+                 is_object=n.is_object)
+
+
+def camera_to_proto(c: Camera) -> pb.Camera:
+  return pb.Camera(position=pb.Vec3(x=c.position[0], y=c.position[1],
+                                    z=c.position[2]),
+                   yaw_deg=c.yaw_deg, pitch_deg=c.pitch_deg,
+                   roll_deg=c.roll_deg, vfov_deg=c.vfov_deg, near=c.near,
+                   far=c.far)
+
+
+def variant_to_proto(v: Variant) -> pb.Variant:
+  out = pb.Variant(scene=v.scene, nodes=[node_to_proto(n) for n in v.nodes])
+  if v.camera is not None:
+    out.camera.CopyFrom(camera_to_proto(v.camera))
+  return out
+
+
+def variant_from_proto(v: pb.Variant) -> Variant:
+  return Variant(scene=v.scene,
+                 nodes=tuple(node_from_proto(n) for n in v.nodes),
+                 camera=camera_from_proto(v.camera) if v.HasField("camera")
+                 else None)
+
+
+def crop_to_proto(c: Crop) -> pb.Crop:
+  x0, y0, x1, y1 = c.region
+  return pb.Crop(x0=x0, y0=y0, x1=x1, y1=y1,
+                 rgb=np.ascontiguousarray(c.rgb, np.uint8).tobytes())
+
+
+def crop_from_proto(c: pb.Crop) -> Crop:
+  h, w = c.y1 - c.y0, c.x1 - c.x0
+  rgb = np.frombuffer(c.rgb, np.uint8)
+  if rgb.size != max(h, 0) * max(w, 0) * 3:
+    raise ValueError(f"crop {(c.x0, c.y0, c.x1, c.y1)} has {rgb.size} bytes")
+  return Crop((c.x0, c.y0, c.x1, c.y1), rgb.reshape(max(h, 0), max(w, 0), 3))
+
+
 def scene_from_proto(s: pb.Scene) -> Scene:
-  nodes = tuple(
-      Node(instance_id=n.instance_id, semantic_id=n.semantic_id,
-           asset_id=n.asset_id, position=_vec(n.position),
-           yaw_deg=n.yaw_deg, scale=_scale(n.scale),
-           color=(n.color.r, n.color.g, n.color.b), is_object=n.is_object,
-           class_name=n.class_name) for n in s.nodes)
+  nodes = tuple(node_from_proto(n) for n in s.nodes)
   sky = (s.sky.r, s.sky.g, s.sky.b) if s.HasField("sky") else Scene.sky
   return Scene(camera=camera_from_proto(s.camera), nodes=nodes, sky=sky)
 
 
 def scene_to_proto(scene: Scene) -> pb.Scene:
-  c = scene.camera
-  return pb.Scene(
-      camera=pb.Camera(position=pb.Vec3(x=c.position[0], y=c.position[1],
-                                        z=c.position[2]),
-                       yaw_deg=c.yaw_deg, pitch_deg=c.pitch_deg,
-                       roll_deg=c.roll_deg, vfov_deg=c.vfov_deg,
-                       near=c.near, far=c.far),
-      nodes=[pb.Node(instance_id=n.instance_id, semantic_id=n.semantic_id,
-                     class_name=n.class_name, asset_id=n.asset_id,
-                     position=pb.Vec3(x=n.position[0], y=n.position[1],
-                                      z=n.position[2]),
-                     yaw_deg=n.yaw_deg,
-                     scale=pb.Vec3(x=n.scale[0], y=n.scale[1], z=n.scale[2]),
-                     color=pb.Color(r=n.color[0], g=n.color[1],
-                                    b=n.color[2]),
-                     is_object=n.is_object) for n in scene.nodes],
-      sky=pb.Color(r=scene.sky[0], g=scene.sky[1], b=scene.sky[2]))
+  return pb.Scene(camera=camera_to_proto(scene.camera),
+                  nodes=[node_to_proto(n) for n in scene.nodes],
+                  sky=pb.Color(r=scene.sky[0], g=scene.sky[1],
+                               b=scene.sky[2]))
 
 
 def render_to_proto(r: SceneRender) -> pb.SceneRender:

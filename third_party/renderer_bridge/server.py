@@ -18,10 +18,12 @@ import sys
 import threading
 
 import grpc
+import numpy as np
 from absl import app, flags, logging
 
 from third_party.renderer_bridge import assets as assets_lib
 from third_party.renderer_bridge import backend as backend_lib
+from third_party.renderer_bridge import measure
 from third_party.renderer_bridge import renderer_pb2 as pb
 from third_party.renderer_bridge import renderer_pb2_grpc as pb_grpc
 from third_party.renderer_bridge import scene as scene_lib
@@ -65,14 +67,31 @@ class Servicer(pb_grpc.RendererServicer):
     except validate.ProtocolError as e:
       logging.warning("rejected request: %s", e)
       context.abort(e.code, str(e))
+    w, h = request.width, request.height
     scenes = [scene_lib.scene_from_proto(s) for s in request.scenes]
+    variants = [scene_lib.variant_from_proto(v) for v in request.variants]
     with self._lock:
-      renders = [self._backend.render(s, request.width, request.height,
-                                      request.image_only) for s in scenes]
+      renders = [self._backend.render(s, w, h, request.image_only)
+                 for s in scenes]
+      crops = [self._crop(scenes[v.scene], v, w, h) for v in variants]
     return pb.RenderReply(
-        protocol_version=scene_lib.PROTOCOL_VERSION, width=request.width,
-        height=request.height, renderer=self._backend.name,
-        renders=[scene_lib.render_to_proto(r) for r in renders])
+        protocol_version=scene_lib.PROTOCOL_VERSION, width=w, height=h,
+        renderer=self._backend.name,
+        renders=[scene_lib.render_to_proto(r) for r in renders],
+        variants=[scene_lib.crop_to_proto(c) for c in crops])
+
+  def _crop(self, base, variant, width: int, height: int):
+    """The variant's pixels where they can differ from ``base``'s."""
+    region = measure.changed_region(base, variant, width, height)
+    x0, y0, x1, y1 = region
+    if x0 >= x1:
+      return scene_lib.Crop(region, np.zeros((0, 0, 3), np.uint8))
+    scene = scene_lib.apply_variant(base, variant)
+    if hasattr(self._backend, "render_region"):  # draws only the region
+      return scene_lib.Crop(region, self._backend.render_region(
+          scene, width, height, region))
+    rgb = self._backend.render(scene, width, height, True).rgb
+    return scene_lib.Crop(region, rgb[y0:y1, x0:x1])
 
 
 def serve(backend, host: str = "127.0.0.1", port: int = 0,
