@@ -229,7 +229,7 @@ def build(config) -> tuple[Pipeline, Any]:
   renderer = render_lib.create(config.renderer,
                                canvas=render_lib.Canvas(**config.canvas),
                                semantic_names=names,
-                               **config.get("renderer_options", {}))
+                               **config.renderer_options)
   if config.mmd.grad not in render_lib.MODES:
     raise ValueError(f"config.mmd.grad {config.mmd.grad!r} is not one of "
                      f"{render_lib.MODES}")

@@ -1,6 +1,7 @@
 """The moderngl and the Blender server render the same scene graphs (the
 driving grammar's) with the same ids and boxes; only shading differs."""
 
+import importlib.util
 import json
 import os
 
@@ -8,13 +9,14 @@ import jax
 import numpy as np
 import pytest
 
-pytest.importorskip("bpy", reason="the Blender server needs bpy "
-                    "(README: pip install --no-deps bpy)")
+from metasim_jax import grammar as grammar_lib
+from metasim_jax import render as render_lib
+from metasim_jax.render import bridge
+from third_party.renderer_bridge import client as client_lib
 
-from metasim_jax import grammar as grammar_lib  # noqa: E402
-from metasim_jax import render as render_lib  # noqa: E402
-from metasim_jax.render import bridge  # noqa: E402
-from third_party.renderer_bridge import client as client_lib  # noqa: E402
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("bpy") is None,
+    reason="Blender as a module is not installed (tools/install_renderers.sh)")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))

@@ -1,25 +1,24 @@
 """The Blender backend against known answers (camera.py, assets.py).
 
-Skipped without ``bpy`` (``pip install bpy``).  One backend serves the
-module: Blender's scene is process-global and starting it takes a second.
+The backend runs in a Blender server process (bpy must not share a
+process with TensorFlow, which other tests import); skipped without
+``bpy`` (``tools/install_renderers.sh``).
 """
+
+import importlib.util
 
 import numpy as np
 import pytest
 
-# ImportError too: a bpy whose system libraries (libXi, libEGL...) are missing.
-bpy = pytest.importorskip(
-    "bpy", exc_type=ImportError,
-    reason="Blender as a module (pip install bpy) is not importable")
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from third_party.renderer_bridge import assets
 from third_party.renderer_bridge import camera as cam_lib
+from third_party.renderer_bridge import client as client_lib
 from third_party.renderer_bridge import measure
 from third_party.renderer_bridge.scene import Camera, Node, Scene
 
-# One xdist worker: each process that imports bpy holds ~600 MB.
-pytestmark = pytest.mark.xdist_group("blender")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("bpy") is None,
+    reason="Blender as a module is not installed (tools/install_renderers.sh)")
 
 W, H = 312, 96
 CAM = Camera(position=(0.0, 0.0, 1.6), pitch_deg=5.0, vfov_deg=40.0)
@@ -27,10 +26,22 @@ GROUND = (Node(1, 1, "ground/grass", (0.0, 50.0, 0.0), scale=(200, 200, 1)),
           Node(2, 2, "road/asphalt", (0.0, 50.0, 0.0), scale=(8, 200, 1)))
 
 
+class _Remote:
+  """A backend's ``render`` through a server of it (and the client)."""
+
+  def __init__(self, name: str):
+    self.client = client_lib.RendererClient.local(name, 1, timeout_s=300)
+    self.name = self.client.info().renderer
+
+  def render(self, scene, width, height, image_only):
+    return self.client.render([scene], width, height, image_only)[0]
+
+
 @pytest.fixture(scope="module")
 def backend():
-  from third_party.renderer_bridge import blender_backend
-  return blender_backend.create()
+  remote = _Remote("blender")
+  yield remote
+  remote.client.close()
 
 
 def car(iid, x, y, yaw=0.0, asset="car/sedan"):
@@ -176,17 +187,16 @@ def test_deterministic_and_image_only(backend):
   # Nothing leaks into the next scene.
   d = backend.render(Scene(CAM, (car(5, 0.0, 15.0),)), W, H, False)
   assert set(np.unique(d.instance)) == {0, 5}
-  assert len(bpy.data.objects) == 2  # the car and the camera
   assert np.ptp(a.rgb.reshape(-1, 3), 0).max() > 50  # not a blank image
 
 
 def test_cycles_rgb_is_deterministic():
-  from third_party.renderer_bridge import blender_backend
-  with pytest.raises(ValueError, match="unknown rgb_engine"):
-    blender_backend.create("eevee")
-  be = blender_backend.create("cycles", samples=4)
-  scene = Scene(CAM, GROUND + (car(10, 0.0, 15.0),))
-  a, b = (be.render(scene, 104, 32, True) for _ in range(2))
+  be = _Remote("blender-cycles")
+  try:
+    scene = Scene(CAM, GROUND + (car(10, 0.0, 15.0),))
+    a, b = (be.render(scene, 104, 32, True) for _ in range(2))
+  finally:
+    be.client.close()
   assert a.rgb.shape == (32, 104, 3)
   assert a.rgb.tobytes() == b.rgb.tobytes()
   assert "cycles" in be.name

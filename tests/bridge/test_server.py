@@ -124,6 +124,19 @@ def test_refusals_then_still_serving(stub, server_address):
   fov = _request([good])
   fov.scenes[0].camera.vfov_deg = 0.0
   cases.append((fov, grpc.StatusCode.INVALID_ARGUMENT, ["vfov_deg"]))
+  variant = pb.Variant(scene=0, nodes=[scene_lib.node_to_proto(
+      scene_lib.Node(10, 3, "car/sedan", position=(1.0, 15.0, 0.0)))])
+  cases += [
+      (_request([good], variants=[variant]),
+       grpc.StatusCode.INVALID_ARGUMENT, ["variants", "image_only"]),
+      (_request([good], image_only=True,
+                variants=[pb.Variant(scene=3)]),
+       grpc.StatusCode.INVALID_ARGUMENT, ["variants[0].scene", "3"]),
+      (_request([good], image_only=True, variants=[pb.Variant(
+          scene=0, nodes=[scene_lib.node_to_proto(
+              scene_lib.Node(77, 3, "car/sedan"))])]),
+       grpc.StatusCode.INVALID_ARGUMENT, ["variants[0].nodes[0]", "77"]),
+  ]
   for request, code, words in cases:
     _refused(stub, request, code, words)
   # Over the message limit: refused by gRPC before it is decoded.
@@ -171,3 +184,26 @@ def test_listens_on_loopback_only(server_address):
     with socket.socket() as s:
       s.settimeout(2)
       assert s.connect_ex((addr, port)) != 0, addr
+
+
+def test_variants_equal_whole_renders_inside_their_crops(client):
+  """A variant's crop is its whole render there, and outside it the whole
+  render equals the base's."""
+  base = scenes.road_scene(((0.0, 15.0), (2.0, 25.0)))
+  car = base.nodes[3]
+  moved = scene_lib.Node(**{**car.__dict__, "position": (2.5, 25.0, 0.0)})
+  cam = scene_lib.Camera(**{**scenes.CAMERA.__dict__, "pitch_deg": 6.0})
+  variants = [scene_lib.Variant(0, (moved,)), scene_lib.Variant(0, (car,)),
+              scene_lib.Variant(0, (), cam)]
+  (image,), crops = client.render_variants([base], variants, scenes.WIDTH,
+                                           scenes.HEIGHT)
+  whole = client.render([scene_lib.apply_variant(base, v) for v in variants],
+                        scenes.WIDTH, scenes.HEIGHT, image_only=True)
+  assert crops[1].region == (0, 0, 0, 0)  # unchanged: nothing to draw
+  assert crops[2].region == (0, 0, scenes.WIDTH, scenes.HEIGHT)  # camera
+  for crop, w in zip(crops, whole):
+    x0, y0, x1, y1 = crop.region
+    pasted = image.copy()
+    pasted[y0:y1, x0:x1] = crop.rgb
+    np.testing.assert_array_equal(pasted, w.rgb)
+  assert (whole[0].rgb != image).any()

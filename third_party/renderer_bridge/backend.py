@@ -13,11 +13,14 @@ from typing import Protocol
 
 from third_party.renderer_bridge.scene import Scene, SceneRender
 
-# name -> module defining ``create() -> Backend`` (imported on demand: each
-# backend has its own heavy dependency).
+# name -> (module defining ``create(**kwargs) -> Backend``, kwargs); the
+# module is imported on demand (each backend has its own heavy dependency,
+# and bpy must not share a process with TensorFlow).
 BACKENDS = {
-    "moderngl": "third_party.renderer_bridge.gl_backend",
-    "blender": "third_party.renderer_bridge.blender_backend",
+    "moderngl": ("third_party.renderer_bridge.gl_backend", {}),
+    "blender": ("third_party.renderer_bridge.blender_backend", {}),
+    "blender-cycles": ("third_party.renderer_bridge.blender_backend",
+                       {"rgb_engine": "cycles", "samples": 8}),
 }
 
 
@@ -37,4 +40,5 @@ class Backend(Protocol):
 def create(name: str) -> Backend:
   if name not in BACKENDS:
     raise ValueError(f"unknown backend {name!r}; valid: {sorted(BACKENDS)}")
-  return importlib.import_module(BACKENDS[name]).create()
+  module, kwargs = BACKENDS[name]
+  return importlib.import_module(module).create(**kwargs)
