@@ -10,9 +10,9 @@ import importlib.util
 import numpy as np
 import pytest
 
+from tests.bridge.remote import Remote
 from third_party.renderer_bridge import assets
 from third_party.renderer_bridge import camera as cam_lib
-from third_party.renderer_bridge import client as client_lib
 from third_party.renderer_bridge import measure
 from third_party.renderer_bridge.scene import Camera, Node, Scene
 
@@ -26,22 +26,11 @@ GROUND = (Node(1, 1, "ground/grass", (0.0, 50.0, 0.0), scale=(200, 200, 1)),
           Node(2, 2, "road/asphalt", (0.0, 50.0, 0.0), scale=(8, 200, 1)))
 
 
-class _Remote:
-  """A backend's ``render`` through a server of it (and the client)."""
-
-  def __init__(self, name: str):
-    self.client = client_lib.RendererClient.local(name, 1, timeout_s=300)
-    self.name = self.client.info().renderer
-
-  def render(self, scene, width, height, image_only):
-    return self.client.render([scene], width, height, image_only)[0]
-
-
 @pytest.fixture(scope="module")
 def backend():
-  remote = _Remote("blender")
+  remote = Remote("blender")
   yield remote
-  remote.client.close()
+  remote.close()
 
 
 def car(iid, x, y, yaw=0.0, asset="car/sedan"):
@@ -191,12 +180,12 @@ def test_deterministic_and_image_only(backend):
 
 
 def test_cycles_rgb_is_deterministic():
-  be = _Remote("blender-cycles")
+  be = Remote("blender-cycles")
   try:
     scene = Scene(CAM, GROUND + (car(10, 0.0, 15.0),))
     a, b = (be.render(scene, 104, 32, True) for _ in range(2))
   finally:
-    be.client.close()
+    be.close()
   assert a.rgb.shape == (32, 104, 3)
   assert a.rgb.tobytes() == b.rgb.tobytes()
   assert "cycles" in be.name

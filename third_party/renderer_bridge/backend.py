@@ -18,6 +18,9 @@ from third_party.renderer_bridge.scene import Scene, SceneRender
 # and bpy must not share a process with TensorFlow).
 BACKENDS = {
     "moderngl": ("third_party.renderer_bridge.gl_backend", {}),
+    # One alone-mask pass per object: the reference of the shared passes.
+    "moderngl-one-pass": ("third_party.renderer_bridge.gl_backend",
+                          {"objects_per_pass": 1}),
     "blender": ("third_party.renderer_bridge.blender_backend", {}),
     "blender-cycles": ("third_party.renderer_bridge.blender_backend",
                        {"rgb_engine": "cycles", "samples": 8}),
