@@ -80,7 +80,7 @@ def _jacobian_seconds(g, workers: int, crops: bool,
     jax.block_until_ready(grad(scene.attrs))
     times.append(time.perf_counter() - t)
   pairs = int((np.asarray(g.fd_step) > 0).sum())
-  bridge._close_clients()
+  bridge.close_clients()
   return min(times), pairs
 
 

@@ -262,7 +262,8 @@ def client_for(backend: str, workers: int, addresses: str,
 
 
 @atexit.register
-def _close_clients():
+def close_clients():
+  """Closes every client and stops the servers it started."""
   for c in _CLIENTS.values():
     c.close()
   _CLIENTS.clear()

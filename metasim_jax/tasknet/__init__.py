@@ -1,12 +1,14 @@
 """Downstream tasks (``tasks``), task networks by name, and the one
 task-net trainer (``train``)."""
 
-from metasim_jax.tasknet import classifier, segmentation, tasks, unet
+from metasim_jax.tasknet import (classifier, detector, segmentation, tasks,
+                                 unet)
 from metasim_jax.tasknet.tasks import Task
 from metasim_jax.tasknet.train import (HostTrainer, cross_entropy, evaluate,
                                        train)
 
-NETWORKS = {"small_cnn": classifier.SmallCNN, "unet": unet.UNet}
+NETWORKS = {"small_cnn": classifier.SmallCNN, "unet": unet.UNet,
+            "centernet": detector.CenterNet}
 
 
 def create(name: str, **kwargs):

@@ -167,7 +167,9 @@ def _truncation(x, n: int, name: str) -> np.ndarray:
   return v
 
 
-def _kinds(x, n: int, name: str) -> np.ndarray:
+def kind_codes(x, n: int, name: str) -> np.ndarray:
+  """[n] kind ints (CAR, NEIGHBOUR, DONTCARE, OTHER) from ints or KITTI
+  class names (any case); raises ValueError naming ``name``."""
   v = _vector(x, n, name)
   if v.size == 0:
     return np.zeros(0, np.int64)
@@ -224,7 +226,7 @@ class _Image:
     gw, dw = f"gt[{i}]", f"det[{i}]"
     gt_boxes = _boxes(_get(gt, "boxes", gw), f"{gw}['boxes']")
     n = gt_boxes.shape[0]
-    kind = _kinds(_get(gt, "kind", gw), n, f"{gw}['kind']")
+    kind = kind_codes(_get(gt, "kind", gw), n, f"{gw}['kind']")
     # DontCare rows carry no truncation/occlusion in KITTI (-1); skip them.
     obj = kind != DONTCARE
     trunc = np.asarray(_get(gt, "truncation", gw))

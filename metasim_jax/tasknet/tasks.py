@@ -10,7 +10,8 @@ and the exporters only call these.
 ``create(name, config, prior, semantic_names)`` builds one; register
 another with ``register(name, factory)`` (same signature as ``create``
 without the name).  Tasks here: ``classification`` (the class attribute of
-one slot, MNIST) and ``segmentation`` (the semantic map, Aerial2D).
+one slot, MNIST), ``segmentation`` (the semantic map, Aerial2D) and
+``detection`` (car boxes, driving; ``detection.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from metasim_jax.grammar.spec import Grammar
 from metasim_jax.registry import Registry
 from metasim_jax.render.labels import NONE, colorize
-from metasim_jax.tasknet import segmentation
+from metasim_jax.tasknet import detection, segmentation
 from metasim_jax.tasknet.train import cross_entropy, evaluate
 from metasim_jax.types import LabeledSet, Renders, SceneGraph
 
@@ -167,7 +168,8 @@ def segmentation_task(config, prior: Grammar,
 
 Factory = Callable[[Any, Grammar, Sequence[str]], Task]
 REGISTRY = Registry("task")  # names valid as config.task_type
-REGISTRY.update(classification=classification, segmentation=segmentation_task)
+REGISTRY.update(classification=classification, segmentation=segmentation_task,
+                detection=detection.detection_task)
 register = REGISTRY.register
 
 

@@ -5,6 +5,8 @@ to the others, and refusals are not retried."""
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -95,3 +97,23 @@ def test_refusal_is_not_retried(pool):
   with pytest.raises(client_lib.BridgeError, match="car/tank"):
     pool.render([bad] * 4, scenes.WIDTH, scenes.HEIGHT)
   assert time.monotonic() - t < 10
+
+
+def test_servers_stop_when_their_process_dies():
+  """A crashed training process leaves no server behind."""
+  code = ("import os\n"
+          "from third_party.renderer_bridge import client\n"
+          "print(client.LocalServer('moderngl').pid, flush=True)\n"
+          "os._exit(1)\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, cwd=client_lib.ROOT, timeout=120)
+  pid = int(out.stdout.split()[-1])
+  deadline = time.monotonic() + 30
+  while time.monotonic() < deadline:
+    try:
+      os.kill(pid, 0)
+    except ProcessLookupError:
+      return
+    time.sleep(0.2)
+  os.kill(pid, signal.SIGKILL)
+  raise AssertionError(f"server {pid} outlived its parent")

@@ -100,7 +100,8 @@ class LocalServer:
     self._proc = subprocess.Popen(
         [sys.executable, "-m", "third_party.renderer_bridge.server",
          f"--backend={self.backend}", f"--port={self._port}",
-         *self._extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+         "--exit_with_parent", *self._extra], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(l) for l in self._proc.stdout],

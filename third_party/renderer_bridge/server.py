@@ -14,8 +14,10 @@ at a time (a backend holds one GL context or one Blender scene).
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import sys
 import threading
+import time
 
 import grpc
 import numpy as np
@@ -36,6 +38,10 @@ flags.DEFINE_string("host", "127.0.0.1",
                     "Interface to bind; 0.0.0.0 exposes the server to the "
                     "network (no authentication: trusted networks only).")
 flags.DEFINE_integer("port", 0, "Port; 0 picks a free one.")
+flags.DEFINE_bool("exit_with_parent", False,
+                  "Exit when the process that started this one ends (set by "
+                  "the client for the servers it starts, so that a crashed "
+                  "training run leaves none behind).")
 flags.DEFINE_integer("max_scenes", validate.Limits.max_scenes,
                      "Most scenes per request.")
 flags.DEFINE_integer("max_message_mb", validate.Limits.max_message_bytes >> 20,
@@ -112,6 +118,13 @@ def serve(backend, host: str = "127.0.0.1", port: int = 0,
   return server, bound
 
 
+def _watch_parent(parent: int, server: grpc.Server) -> None:
+  while os.getppid() == parent:  # re-parented once the parent has died
+    time.sleep(0.5)
+  logging.warning("parent process %d ended; stopping", parent)
+  server.stop(grace=None)
+
+
 def main(argv):
   del argv
   backend = backend_lib.create(FLAGS.backend)
@@ -121,6 +134,9 @@ def main(argv):
     logging.warning("serving on %s: anyone who can reach it can render "
                     "(no authentication)", FLAGS.host)
   server, port = serve(backend, FLAGS.host, FLAGS.port, limits)
+  if FLAGS.exit_with_parent:
+    threading.Thread(target=_watch_parent, args=(os.getppid(), server),
+                     daemon=True).start()
   print(f"listening on {FLAGS.host}:{port} ({backend.name})", flush=True)
   sys.stdout.flush()
   server.wait_for_termination()
