@@ -10,6 +10,11 @@ import os
 import shutil
 import tempfile
 
+# Tests compare numbers, not speed: XLA's cheaper compile (about half the
+# compile time of a training step; the tests' shapes are tiny) for this
+# process and, through the environment, its subprocesses.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _CACHE = tempfile.mkdtemp(prefix="metasim_jax_tests_xla_")
   atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
@@ -25,6 +30,9 @@ from metasim_jax.grammar import compile_grammar
 # Also if jax was imported before this file (the environment is read then).
 jax.config.update("jax_compilation_cache_dir",
                   os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_disable_most_optimizations",
+                  os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] not in
+                  ("0", "false", "False"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", float(
     os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")))
 from metasim_jax.types import TexturePool

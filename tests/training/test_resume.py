@@ -1,4 +1,5 @@
-"""Checkpoints, resumption, the NaN guard, TensorBoard logs, bad input.
+"""The MNIST smoke run's outputs; checkpoints, resumption, the NaN guard,
+TensorBoard logs, bad input.
 
 The runs use the MNIST smoke config of conftest.py (rot,smoke,both, two
 seeds) with a checkpoint after every step: 11 checkpoints per seed, across
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
@@ -28,8 +30,9 @@ from metasim_jax.training import checkpoint, trainer
 from tests.training.conftest import SMOKE_SEEDS as SEEDS
 from tests.training.conftest import SMOKE_VARIANT, smoke_config
 
-# One worker runs every test of the shared smoke run (pytest-xdist).
-pytestmark = pytest.mark.xdist_group("smoke_run")
+# Every test of the shared smoke run is in this module: pytest-xdist's
+# "loadscope" (pytest.ini) runs a module on one worker, so the run is made
+# once.
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # The command line of the shared smoke run (conftest.smoke_config).
@@ -275,3 +278,38 @@ def test_cli_errors_are_one_line_and_change_nothing(reference, tmp_path):
   assert len(lines) == 1 and lines[0].startswith(
       f"error: checkpoint {newest} is unreadable"), out.stderr
   assert _files(workdir) == before
+
+
+@pytest.mark.slow
+def test_mnist_smoke_run_writes_its_outputs(smoke_run):
+  tmp_path, summary = smoke_run  # rot,smoke,both with seeds (0, 1)
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert saved["summary"]["seeds"] == [0, 1]
+  assert len(saved["per_seed"]) == 2
+  for seed in (0, 1):
+    r = saved["per_seed"][seed]
+    assert set(r["test_accuracy"]) == {"prior", "metasim", "oracle"}
+    assert all(0.0 <= v <= 1.0 for v in r["test_accuracy"].values())
+    assert np.isfinite(r["distribution"]["metasim"]["mmd2"])
+    assert "scene/digit[0].yaw" in r["attribute_stats"]["metasim"]
+    assert (tmp_path / f"grid_seed{seed}.png").stat().st_size > 0
+    assert (tmp_path / f"curves_seed{seed}.png").stat().st_size > 0
+  assert saved["versions"]["jax"] == jax.__version__
+  assert summary["experiment"] == "mnist_rot_smoke_both"
+
+
+@pytest.mark.slow
+def test_smoke_run_uses_no_key_for_two_things(smoke_run):
+  """The run's key ledgers (one per seed) raised no KeyReuseError, and
+  each use has its own stream: the initial scenes and params, the
+  evaluation repeats (derived from the eval stream, never it itself)."""
+  from tests.training.conftest import RecordingStreams
+  del smoke_run
+  ledgers = RecordingStreams.ledgers[:2]
+  assert len(ledgers) == 2  # seeds 0 and 1
+  for issued in ledgers:
+    names = {p[0] for p in issued}
+    assert {"init_scene", "init_params", "pretrain", "starts", "mmd",
+            "task", "select", "probe", "eval", "stats", "pictures"} <= names
+    assert ("eval",) not in issued and ("eval", 0) in issued
+    assert ("pretrain", 0) in issued and ("pretrain",) not in issued

@@ -9,12 +9,12 @@ from metasim_jax.scene_graph import to_graphs_tuple
 from tests.conftest import digit_grammar_dict
 
 
-def _model(grammar, pools, seed=0):
+def _model(grammar, pools, seed=0, gain=50.0):
   s = sample(jax.random.key(seed), grammar, 4, pools)
   model = transformer.build(grammar, hidden=16)
   params = transformer.init(jax.random.key(seed + 1), model, grammar, s)
   # Large random head so every mutable attribute really changes.
-  params = jax.tree.map(lambda x: x * 50.0, params)
+  params = jax.tree.map(lambda x: x * gain, params)
   return s, model, params
 
 
@@ -37,11 +37,15 @@ def test_separate_top_down_bottom_up_and_self_weights(grammar, pools):
 
 
 def test_jit_and_eager_agree(grammar, pools):
-  s, model, params = _model(grammar, pools)
+  # A head 5x its initial size: at 50x an angle head reaches ~1e5 degrees
+  # before the wrap to [-180, 180), where float32 rounding that differs
+  # between fused (jit) and op-by-op code is whole degrees.
+  s, model, params = _model(grammar, pools, gain=5.0)
   eager, _ = transformer.transform(params, model, grammar, s)
   jitted, _ = jax.jit(transformer.transform, static_argnums=(1, 2))(
       params, model, grammar, s)
-  chex.assert_trees_all_close(eager.attrs, jitted.attrs, atol=1e-4)
+  assert np.abs(np.asarray(eager.attrs - s.attrs)).max() > 10  # it moves
+  chex.assert_trees_all_close(eager.attrs, jitted.attrs, atol=1e-3)
 
 
 def test_inactive_slots_do_not_affect_active_nodes(pools):
