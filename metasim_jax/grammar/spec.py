@@ -71,6 +71,7 @@ class AttrDef:
   num: int  # number of categories (categorical only)
   mutable: bool
   fd_step: float  # finite-difference step in natural units
+  group: str | None = None  # training stage group, e.g. "cars" (mutable only)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +177,34 @@ class Grammar:
     raise KeyError(f"unknown slot {path!r}; slots are "
                    f"{[s.path for s in self.slots]}")
 
+  @property
+  def groups(self) -> tuple[str, ...]:
+    """Training groups of the mutable attributes, sorted (e.g. the driving
+    grammar's "camera", "cars", "context")."""
+    return tuple(sorted({a.group for c in self.classes.values()
+                         for a in c.attrs if a.group}))
+
+  def with_mutable_groups(self, groups) -> "Grammar":
+    """A grammar whose mutable attributes are those of ``groups`` only (a
+    training stage: e.g. the cars first, then the camera); the others keep
+    their distributions and become fixed.  Raises GrammarError naming an
+    unknown group, or an attribute that is mutable without a group."""
+    groups = set(groups)
+    unknown = sorted(groups - set(self.groups))
+    _need(not unknown, "groups", f"unknown groups {unknown}; the grammar has "
+          f"{list(self.groups)}")
+    raw = _deep_copy(self.raw)
+    for name, c in raw["classes"].items():
+      for a, d in c.get("attributes", {}).items():
+        if d.get("mutable"):
+          _need("group" in d, f"classes.{name}.attributes.{a}.group",
+                "a grammar trained in stages needs a group on every "
+                "mutable attribute")
+          d["mutable"] = d["group"] in groups
+          if not d["mutable"]:
+            del d["group"]
+    return compile_grammar(raw)
+
   def pool_of(self, cls: str, pools: Mapping[str, Any]):
     """The texture pool that class ``cls`` draws from, out of ``pools``;
     raises KeyError naming the pool and the pools given."""
@@ -222,7 +251,7 @@ def _number(x, where: str) -> float:
   return float(x)
 
 
-_ATTR_KEYS = {"kind", "dist", "range", "num", "mutable", "fd_step"}
+_ATTR_KEYS = {"kind", "dist", "range", "num", "mutable", "fd_step", "group"}
 _CLASS_KEYS = {"render", "pool", "semantic", "color", "attributes", "children",
                "assets", "object"}
 
@@ -301,7 +330,13 @@ def _parse_attr(name: str, d: Mapping[str, Any], where: str) -> AttrDef:
                   "angle": 2.0}.get(kind, 0.0)
   fd_step = _number(d.get("fd_step", default_step), f"{where}.fd_step")
   _need(fd_step >= 0, f"{where}.fd_step", "must be >= 0")
-  return AttrDef(name, kind, dtype, params, low, high, num, mutable, fd_step)
+  group = d.get("group")
+  _need(group is None or (isinstance(group, str) and group), f"{where}.group",
+        f"expected a group name, got {group!r}")
+  _need(group is None or mutable, f"{where}.group",
+        "only mutable attributes belong to a training group")
+  return AttrDef(name, kind, dtype, params, low, high, num, mutable, fd_step,
+                 group)
 
 
 def _parse_class(name: str, d: Mapping[str, Any], names) -> ClassDef:
