@@ -51,7 +51,7 @@ def check_sets(sets: Mapping[str, LabeledSet], name: str) -> None:
 
 
 # The worlds of this package register themselves on import.
-from metasim_jax.data import aerial, mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
+from metasim_jax.data import aerial, driving, mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-__all__ = ["REGISTRY", "SPLITS", "World", "aerial", "check_sets", "get",
-           "mnist", "register"]
+__all__ = ["REGISTRY", "SPLITS", "World", "aerial", "check_sets", "driving",
+           "get", "mnist", "register"]

@@ -16,8 +16,8 @@ import jax
 import numpy as np
 
 from metasim_jax import data as data_lib
-from metasim_jax import parallel
 from metasim_jax.data import aerial_textures
+from metasim_jax.data.rendered import render_sets
 from metasim_jax.types import LabeledSet, TexturePool
 
 CLASSES = ("grass", "road", "car", "tree", "house")
@@ -29,32 +29,6 @@ def texture_pools(seed: int, counts: Mapping[str, int] | None = None
   textures = aerial_textures.make_all(seed, counts)
   return {kind: TexturePool.create(t, np.zeros(len(t), np.int32), 1)
           for kind, t in textures.items()}
-
-
-def render_sets(key: jax.Array, pipe, pools: Mapping[str, TexturePool],
-                sizes: Mapping[str, int], batch: int = 500):
-  """Renders disjoint target sets {'real', 'val', 'test'} -> LabeledSet."""
-  render = jax.jit(lambda k, n: _render_target(pipe, pools, k, n),
-                   static_argnums=1)
-  out = {}
-  for i, name in enumerate(data_lib.SPLITS):
-    n = int(sizes[name])
-    if n < 2:
-      raise ValueError(f"splits.{name} must be >= 2, got {n}")
-    k = jax.random.fold_in(key, i)
-    parts = [parallel.to_host(render(jax.random.fold_in(k, j),
-                                     min(batch, n - j * batch)))
-             for j in range((n + batch - 1) // batch)]
-    out[name] = LabeledSet(
-        images=np.concatenate([p[0] for p in parts]),
-        labels=np.concatenate([p[1] for p in parts]))
-  return out
-
-
-def _render_target(pipe, pools, key, n):
-  scene = pipe.sample(key, n, pools, source="target")
-  r = pipe.render(scene, pools, pipe.target)
-  return r.image, pipe.task.targets(scene, r)
 
 
 def grammar_pools(config) -> dict[str, TexturePool]:
