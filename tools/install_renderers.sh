@@ -17,7 +17,14 @@ for p in "${PACKAGES[@]}"; do
 done
 if ((${#missing[@]})); then
   sudo=""
-  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  if [ "$(id -u)" != 0 ]; then
+    if ! command -v sudo >/dev/null; then
+      echo "install_renderers.sh: missing apt packages ${missing[*]};" \
+           "install them as root (apt-get install ${missing[*]})" >&2
+      exit 1
+    fi
+    sudo="sudo"
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
       --no-install-recommends "${missing[@]}"
