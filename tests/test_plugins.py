@@ -247,7 +247,7 @@ def test_unknown_plugin_names_list_the_valid_ones():
   c = blob_config()
   from metasim_jax import pipeline as pipeline_lib
   with pytest.raises(ValueError, match=r"unknown world 'blobs'; valid: "
-                     r"\['aerial', 'mnist'\]"):
+                     r"\['aerial', 'driving', 'mnist'\]"):
     pipeline_lib.build(c)
   c.world = "mnist"
   with pytest.raises(ValueError, match="unknown renderer 'numpy_blobs'"):
