@@ -279,14 +279,7 @@ class GLBackend:
       gl_box = (x0, height - y1, x1 - x0, y1 - y0)  # GL: origin bottom-left
       fbo.scissor = gl_box
       try:
-        sky = (ctypes.c_float * 4)(*map(float, srgb(np.asarray(scene.sky))),
-                                   1.0)
-        self._clear_fv(_GL_COLOR, 0, sky)
-        self._clear_fv(_GL_DEPTH, 0, (ctypes.c_float * 1)(1.0))
-        self._ctx.enable_only(moderngl.DEPTH_TEST)
-        if nodes:
-          self._set_camera(self._programs[0], scene, intr, width, height)
-          self._draw(0, nodes, rows)
+        self._clear_and_draw(scene, nodes, rows, intr, width, height)
         rgb = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
         fbo.read_into(rgb, viewport=gl_box, components=3, attachment=0)
       finally:
@@ -327,22 +320,28 @@ class GLBackend:
     for asset_id, index in by_asset.items():
       self._assets[asset_id].draw(program_index, rows[index])
 
-  def _draw_scene(self, scene, nodes, rows, intr, t: _Targets,
-                  image_only):
-    """Draws every node; returns rgb [H, W, 3] and the instance layer
-    [H, W] (None if ``image_only``), top row first."""
-    ctx, fbo = self._ctx, t.scene
-    width, height = fbo.size
-    fbo.use()
+  def _clear_and_draw(self, scene, nodes, rows, intr, width: int,
+                      height: int) -> None:
+    """Clears the bound scene framebuffer (sky colour, id 0, far depth;
+    inside the scissor box if one is set) and draws ``nodes``."""
     sky = (ctypes.c_float * 4)(*map(float, srgb(np.asarray(scene.sky))),
                                1.0)
     self._clear_fv(_GL_COLOR, 0, sky)
     self._clear_uiv(_GL_COLOR, 1, (ctypes.c_uint * 4)())  # id 0: no node
     self._clear_fv(_GL_DEPTH, 0, (ctypes.c_float * 1)(1.0))
-    ctx.enable_only(moderngl.DEPTH_TEST)
+    self._ctx.enable_only(moderngl.DEPTH_TEST)
     if nodes:
       self._set_camera(self._programs[0], scene, intr, width, height)
       self._draw(0, nodes, rows)
+
+  def _draw_scene(self, scene, nodes, rows, intr, t: _Targets,
+                  image_only):
+    """Draws every node; returns rgb [H, W, 3] and the instance layer
+    [H, W] (None if ``image_only``), top row first."""
+    fbo = t.scene
+    width, height = fbo.size
+    fbo.use()
+    self._clear_and_draw(scene, nodes, rows, intr, width, height)
     rgb = np.empty((height, width, 3), np.uint8)
     fbo.read_into(rgb, components=3, attachment=0)
     rgb = rgb[::-1].copy()  # GL's rows are bottom-up
