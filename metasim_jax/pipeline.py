@@ -61,6 +61,14 @@ class Pipeline:
     task_sigma: [N, A] REINFORCE sampling sigma, or None.
     mesh: devices the scene batches are split over (``parallel``), or
       None for one device.
+    full: the grammar with every group mutable, where ``for_groups``
+      restricted ``prior``; None otherwise.
+    held: for a training stage that trains some groups only
+      (``for_groups``), the grammar whose mutable attributes are the
+      *other* groups': the MMD loss keeps the transformer's outputs for
+      them at the identity (autoencoder loss times ``hold_weight``), so
+      that they do not drift while hidden and jump when a later stage
+      switches them on.  None otherwise.
   """
   prior: Grammar
   target: Grammar
@@ -75,6 +83,29 @@ class Pipeline:
   mmd_batch: int = 50
   task_sigma: np.ndarray | None = None
   mesh: Mesh | None = None
+  held: Grammar | None = None
+  hold_weight: float = 1.0
+  full: Grammar | None = None
+
+  def for_groups(self, groups, hold_weight: float = 1.0) -> "Pipeline":
+    """This pipeline with only ``groups``' attributes mutable (a stage of
+    the paper's schedule: cars, then + camera, ...; None: all of them);
+    the transformer's parameters fit every stage's pipeline."""
+    full = self.held_full()
+    if groups is None or set(groups) == set(full.groups):
+      return self if self.full is None else dataclasses.replace(
+          self, prior=full, held=None, full=None)
+    groups = tuple(groups)
+    rest = tuple(g for g in full.groups if g not in groups)
+    return dataclasses.replace(
+        self, prior=full.with_mutable_groups(groups),
+        held=full.with_mutable_groups(rest) if rest else None,
+        hold_weight=hold_weight, full=full)
+
+  def held_full(self) -> Grammar:
+    """The grammar with every group mutable (this pipeline's before
+    ``for_groups``)."""
+    return self.prior if self.full is None else self.full
 
   @property
   def headline(self) -> str:
@@ -140,9 +171,21 @@ class Pipeline:
   # -------------------------------------------------------------- losses
   def mmd_loss(self, params, key, pools: Pools, feat_params,
                target: MMDTarget) -> jax.Array:
-    scene = self.sample(key, self.mmd_batch, pools, params)
+    if self.held is None:
+      scene = self.sample(key, self.mmd_batch, pools, params)
+      hold = 0.0
+    else:  # one transform for both: the held groups' outputs, unmasked
+      raw = self.shard(grammar_lib.sample(key, self.prior, self.mmd_batch,
+                                          pools))
+      full = self.held_full()
+      new, logits = transformer_lib.transform(params, self.transformer,
+                                              full, raw)
+      scene = raw.replace(attrs=jnp.where(self.prior.mutable, new.attrs,
+                                          raw.attrs))
+      hold = self.hold_weight * losses.autoencoder_loss(new, logits, raw,
+                                                        self.held)
     image = self.image_fn(pools)(scene.attrs, scene.node_mask)
-    return target.mmd2(self.feature_fn(feat_params, image))
+    return target.mmd2(self.feature_fn(feat_params, image)) + hold
 
   def pretrain_loss(self, params, key, pools: Pools, batch: int):
     scene = self.shard(grammar_lib.sample(key, self.prior, batch, pools))

@@ -19,6 +19,8 @@ key that exists).  Keys that only one world reads stay in that world's file
   grammar, target            the grammars as dicts, or
   grammar_file, target_file  JSON files (a non-empty path wins).
   mmd          distribution matching: MMD^2 on features, multi-start.
+  schedule     the generator's stages: which attribute groups each trains,
+               with MMD or the task loss (``training/schedule.py``).
   task         the task meta-objective (Algorithm 1, REINFORCE).
   parallel     devices and hosts (``metasim_jax/parallel.py``): scene
                batches split over ``devices`` (0: every device of every
@@ -56,13 +58,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.mean_over = ()
   c.canvas = {"height": 32, "width": 32, "channels": 1}
 
-  c.transformer = {"hidden": 64, "encoder_layers": 2, "decoder_layers": 2}
+  # spread: a learned log-scale per (class, attribute) about the prior's
+  # centre (metasim_jax/transformer/gcn.py), so spreads can shrink or grow.
+  c.transformer = {"hidden": 64, "encoder_layers": 2, "decoder_layers": 2,
+                   "spread": False}
   c.pretrain = {"steps": 200, "batch_size": 64, "lr": 3e-3}
   # All the arguments of metasim_jax.features.create; "pyramid" reads
-  # levels and sigma, "local_stats" levels, num_filters, filter_size and
-  # seed, "inception" the inception_* ones.
+  # levels and sigma, "local_stats" levels, num_filters, filter_size, seed
+  # and grid (rows, cols of pooling cells), "inception" the inception_* ones.
   c.features = {"name": "pyramid", "levels": 4, "sigma": 1.0,
                 "num_filters": 32, "filter_size": 3, "seed": 0,
+                "grid": (1, 1),
                 "inception_weights": "", "inception_layer": "Mixed_5d",
                 "inception_resize": 128}
 
@@ -82,9 +88,18 @@ def get_config() -> ml_collections.ConfigDict:
   c.mmd.start_spread = 0.0
   c.mmd.select_batch = 500
   c.mmd.lr_decay = False  # cosine decay of the MMD learning rate to 0
+  # In a stage that trains some groups only (config.schedule), weight of
+  # the autoencoder loss that keeps the other groups' outputs at identity.
+  c.mmd.hold_weight = 1.0
 
   # The task meta-objective (Algorithm 1, REINFORCE): train a task net on
   # num_scenes generated scenes, reward it on the real validation set.
+  # Generator stages after pre-training (metasim_jax/training/schedule.py):
+  # "" = MMD (mmd.steps) then the task loss (task.steps) on every mutable
+  # attribute; else e.g. "cars:mmd;cars+camera:mmd;all:task", each stage
+  # evaluated as a row of the results.
+  c.schedule = ""
+
   c.task = ml_collections.ConfigDict()
   c.task.weight = 0.0
   c.task.steps = 0

@@ -27,6 +27,7 @@ from flax import serialization
 
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax.export.errors import ExportError
+from metasim_jax.training import schedule
 from metasim_jax.types import TexturePool
 
 
@@ -76,8 +77,9 @@ def upgrade_config(saved: dict) -> dict:
   ``mmd.median_multiples``, ``task.reward`` "accuracy" -> "score";
   ``task_type``, ``renderer``, ``label``,
   ``mean_over`` and the grammar-file keys with their former values;
-  ``task.inner_loop``, ``parallel`` and ``renderer_options`` with their
-  defaults)."""
+  ``task.inner_loop``, ``parallel``, ``renderer_options``, ``schedule``,
+  ``mmd.hold_weight``, ``features.grid`` and ``transformer.spread`` with
+  their defaults)."""
   c = copy.deepcopy(saved)
   c.setdefault("name", "")
   c.setdefault("world", c.pop("dataset", "mnist"))
@@ -99,6 +101,10 @@ def upgrade_config(saved: dict) -> dict:
   mmd = c.setdefault("mmd", {})
   if "bandwidths" in mmd:
     mmd["median_multiples"] = mmd.pop("bandwidths")
+  mmd.setdefault("hold_weight", 1.0)
+  c.setdefault("schedule", "")
+  c.setdefault("transformer", {}).setdefault("spread", False)
+  c.setdefault("features", {}).setdefault("grid", (1, 1))
   return c
 
 
@@ -166,6 +172,10 @@ def load(run_dir: str, seed: int = 0) -> TrainedRun:
   config.features.name = "pyramid"
   try:
     pipe, _ = pipeline_lib.build(config)
+    # The trained transformer changes the last stage's groups only.
+    last = schedule.parse(config.schedule, pipe.prior)
+    if last:
+      pipe = pipe.for_groups(last[-1].groups)
   except (ValueError, KeyError, TypeError, AttributeError) as e:
     raise ExportError(f"{run_dir}: the config in results.json with "
                       f"grammar.json / target.json does not build a pipeline "

@@ -15,6 +15,12 @@ The filters are drawn once from a fixed seed (deterministic), zero-mean per
 filter so that flat colour areas respond through the bias only.  Spatial
 pooling makes the features invariant to translation; the second moment keeps
 rare local patterns (a few car pixels) from being averaged away.
+
+``grid=(rows, cols)`` pools over each cell of a rows x cols grid instead of
+the whole image, for scenes whose layout is meaningful (a driving camera:
+the horizon's height, the road ahead and the cars' distance show in *which*
+rows and columns a pattern appears); (1, 1) is the translation-invariant
+form above.
 """
 
 from __future__ import annotations
@@ -35,23 +41,41 @@ def random_filters(channels: int, num: int, size: int, seed: int = 0
   return w, b
 
 
+def _cell_means(r: jax.Array, grid: tuple[int, int]) -> jax.Array:
+  """[B, H, W, F] -> [B, rows * cols * F]: means over the grid's cells (the
+  last cells take the remainder rows / columns)."""
+  rows, cols = grid
+  h, w = r.shape[1:3]
+  ys = np.linspace(0, h, rows + 1).round().astype(int)
+  xs = np.linspace(0, w, cols + 1).round().astype(int)
+  return jnp.concatenate([r[:, ys[i]:ys[i + 1], xs[j]:xs[j + 1]].mean((1, 2))
+                          for i in range(rows) for j in range(cols)], -1)
+
+
 def local_stats(images: jax.Array, levels: int = 3, num_filters: int = 32,
-                size: int = 3, seed: int = 0) -> jax.Array:
-  """[B, H, W, C] in [0, 1] -> [B, levels * 2 * num_filters]."""
+                size: int = 3, seed: int = 0,
+                grid: tuple[int, int] = (1, 1)) -> jax.Array:
+  """[B, H, W, C] in [0, 1] -> [B, levels * 2 * num_filters * rows * cols]
+  (``grid`` = (rows, cols) pooling cells)."""
+  rows, cols = grid
+  if rows < 1 or cols < 1:
+    raise ValueError(f"grid must be two counts >= 1, got {tuple(grid)}")
   w, b = random_filters(images.shape[-1], num_filters, size, seed)
   feats = []
   x = images
   for level in range(levels):
     if level:
       bb, h, ww, c = x.shape
-      if h < 2 * size or ww < 2 * size:
-        raise ValueError(f"{levels} levels need an image larger than "
-                         f"{images.shape[1:3]}")
       x = x[:, :h // 2 * 2, :ww // 2 * 2].reshape(
           bb, h // 2, 2, ww // 2, 2, c).mean((2, 4))
+    if x.shape[1] < size + rows - 1 or x.shape[2] < size + cols - 1:
+      raise ValueError(
+          f"{levels} levels of {size}x{size} filters over a {rows}x{cols} "
+          f"grid need a larger image than {images.shape[1:3]} (level "
+          f"{level} is {x.shape[1:3]})")
     r = jax.nn.relu(jax.lax.conv_general_dilated(
         x, jnp.asarray(w), (1, 1), "VALID",
         dimension_numbers=("NHWC", "HWIO", "NHWC")) + b)
-    feats.append(r.mean((1, 2)))
-    feats.append(jnp.sqrt(jnp.mean(r * r, (1, 2)) + 1e-8))
+    feats.append(_cell_means(r, grid))
+    feats.append(jnp.sqrt(_cell_means(r * r, grid) + 1e-8))
   return jnp.concatenate(feats, -1)

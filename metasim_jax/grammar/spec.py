@@ -42,6 +42,7 @@ offending field, e.g. ``classes.digit.attributes.x.range``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping
 
 import numpy as np
@@ -157,6 +158,16 @@ class Grammar:
     kids = [i for i, s in enumerate(self.slots) if s.parent >= 0]
     return (np.array([self.slots[i].parent for i in kids], np.int32),
             np.array(kids, np.int32))
+
+  @functools.cached_property
+  def centre(self) -> np.ndarray:
+    """[N, A] float32 centre of each attribute's prior distribution: the
+    mean (gaussian), the midpoint (uniform), the value (deterministic); 0
+    for categorical and pool attributes."""
+    mid = np.select([self.dist == GAUSS, self.dist == UNIF,
+                     self.dist == DET],
+                    [self.p0, 0.5 * (self.p0 + self.p1), self.p0], 0.0)
+    return mid.astype(np.float32)
 
   def col(self, name: str) -> int:
     """Column of attribute ``name``; raises KeyError naming valid ones."""

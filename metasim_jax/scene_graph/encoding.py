@@ -139,25 +139,38 @@ def decode(features: jax.Array, like: jax.Array, grammar: Grammar) -> jax.Array:
   return jnp.stack(cols, -1)
 
 
-def apply_head(head: jax.Array, attrs: jax.Array, grammar: Grammar
+def apply_head(head: jax.Array, attrs: jax.Array, grammar: Grammar,
+               log_spread: jax.Array | None = None
                ) -> tuple[jax.Array, dict[int, jax.Array]]:
   """Transformer head [B, N, H] -> (new attrs [B, N, A], logits by column).
 
   Only attributes marked mutable change; all others are copied exactly.
   Logits are returned for categorical columns that are mutable somewhere.
+  ``log_spread`` [classes, A] (optional): continuous and angle values are
+  first scaled about the prior's centre (``Grammar.centre``) by
+  ``exp(log_spread)`` of their slot's class.
   """
   lay = layout(grammar)
   cols, logits = [], {}
+  scale = (None if log_spread is None
+           else jnp.exp(log_spread[class_ids(grammar)]))  # [N, A]
   for j, kind in enumerate(grammar.attr_kinds):
     start, width = lay.head[j]
     x = attrs[..., j]
     if kind == "continuous":
       lo, hi = grammar.low[:, j], grammar.high[:, j]
+      u = _normalise(x, lo, hi)
+      if scale is not None:
+        c = _normalise(grammar.centre[:, j], lo, hi)
+        u = c + scale[:, j] * (u - c)
       # Stay inside the attribute's range, as the prior's samples do.
-      v = _denormalise(soft_bound(_normalise(x, lo, hi) + head[..., start]),
-                       lo, hi)
+      v = _denormalise(soft_bound(u + head[..., start]), lo, hi)
     elif kind == "angle":
-      v = wrap_angle(x + 180.0 * head[..., start])
+      a = x
+      if scale is not None:
+        c = grammar.centre[:, j]
+        a = c + scale[:, j] * wrap_angle(x - c)
+      v = wrap_angle(a + 180.0 * head[..., start])
     elif kind == "categorical":
       k = int(grammar.num_cats[j])
       lg = head[..., start:start + width] + CATEGORY_PRIOR_LOGIT * (

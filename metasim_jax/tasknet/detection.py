@@ -325,7 +325,8 @@ def _ground_truth(rows: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def average_precision(boxes: np.ndarray, scores: np.ndarray,
-                      labels: np.ndarray) -> np.ndarray:
+                      labels: np.ndarray,
+                      min_height=detection_ap.MIN_HEIGHT) -> np.ndarray:
   """Host side: float32 [len(METRICS)] AP|R40 fractions of detections
   (boxes [M, k, 4], scores [M, k]) against labels [M, K', 7]; NaN (and a
   logged warning) if they cannot be scored, e.g. non-finite detections."""
@@ -338,7 +339,7 @@ def average_precision(boxes: np.ndarray, scores: np.ndarray,
     det = [{"boxes": b, "scores": s} for b, s in zip(boxes, scores)]
     out = []
     for t in IOU_THRESHOLDS:
-      res = detection_ap.evaluate(gt, det, t)
+      res = detection_ap.evaluate(gt, det, t, min_height)
       out += [res[d]["ap40"] / 100.0 for d in detection_ap.DIFFICULTIES]
     return np.asarray(out, np.float32)
   except ValueError as e:
@@ -346,17 +347,20 @@ def average_precision(boxes: np.ndarray, scores: np.ndarray,
     return np.full(len(METRICS), np.nan, np.float32)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "top_k", "batch"))
+@functools.partial(jax.jit, static_argnames=("model", "top_k", "batch",
+                                             "min_height"))
 def evaluate(params, model: nn.Module, images: jax.Array, labels: jax.Array,
-             top_k: int = TOP_K, batch: int = EVAL_BATCH
+             top_k: int = TOP_K, batch: int = EVAL_BATCH,
+             min_height: tuple[float, ...] = detection_ap.MIN_HEIGHT
              ) -> dict[str, jax.Array]:
   """``METRICS`` (AP fractions) and the mean ``loss`` of ``model`` over a
   labelled set: images [M, H, W, C], labels [M, K', 7].
 
   Runs the model over batches of ``batch`` images (the last padded with
   zeros and masked out), decodes ``top_k`` detections per image, and
-  scores them on the host (``average_precision``) through one
-  ``jax.pure_callback``, so this also runs inside ``jax.jit``.
+  scores them on the host (``average_precision``, difficulties with
+  ``min_height``) through one ``jax.pure_callback``, so this also runs
+  inside ``jax.jit``.
   """
   m = images.shape[0]
   chunk = min(batch, m)
@@ -382,7 +386,7 @@ def evaluate(params, model: nn.Module, images: jax.Array, labels: jax.Array,
   boxes = boxes.reshape((-1,) + boxes.shape[2:])[:m]
   scores = scores.reshape((-1,) + scores.shape[2:])[:m]
   ap = jax.pure_callback(
-      average_precision,
+      functools.partial(average_precision, min_height=min_height),
       jax.ShapeDtypeStruct((len(METRICS),), jnp.float32),
       boxes, scores, labels.astype(jnp.float32), vmap_method="sequential")
   out = {name: ap[i] for i, name in enumerate(METRICS)}
@@ -436,8 +440,10 @@ def draw_targets(images: np.ndarray, targets: np.ndarray) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class Detection:
   """Car detection: boxes of the grammar's object slots ``object_slots``
-  (``"object": true`` classes); ``ap50_moderate`` is the headline."""
+  (``"object": true`` classes); ``ap50_moderate`` is the headline.
+  ``min_height``: the difficulties' minimum box heights (px)."""
   object_slots: tuple[int, ...]
+  min_height: tuple[float, ...] = detection_ap.MIN_HEIGHT
   top_k: int = TOP_K
   headline: str = "ap50_moderate"
   num_outputs: int = 1  # heatmap classes (cars)
@@ -451,7 +457,8 @@ class Detection:
     return detection_loss(logits, targets)
 
   def score(self, params, model, data: LabeledSet):
-    return evaluate(params, model, data.images, data.labels, top_k=self.top_k)
+    return evaluate(params, model, data.images, data.labels, top_k=self.top_k,
+                    min_height=self.min_height)
 
   def describe(self, metrics):
     def row(t):
@@ -473,12 +480,23 @@ class Detection:
 def detection_task(config, prior: Grammar,
                    semantic_names: Sequence[str]) -> Detection:
   """Detection of the slots of the prior's ``"object": true`` classes.
-  Reads no config keys (settings are this module's constants)."""
-  del config, semantic_names
+
+  The difficulties' minimum box heights are ``config.detection.min_height``
+  (px) if set, else KITTI's scaled to the image height
+  (``detection_ap.scaled_min_height``: 10.2 / 6.4 / 6.4 px at 96 px).
+  """
+  del semantic_names
+  heights = tuple(config.get("detection", {}).get("min_height", ()) or ())
+  if not heights:
+    heights = detection_ap.scaled_min_height(config.canvas["height"])
+  if len(heights) != len(detection_ap.DIFFICULTIES) or min(heights) < 0:
+    raise ValueError(f"config.detection.min_height must be 3 heights >= 0 "
+                     f"(easy, moderate, hard), got {heights}")
   slots = tuple(i for i, s in enumerate(prior.slots)
                 if prior.classes[s.cls].object)
   if not slots:
     raise ValueError("task 'detection' needs a grammar class with "
                      "\"object\": true (its nodes are the objects to "
                      f"detect); classes: {sorted(prior.classes)}")
-  return Detection(object_slots=slots)
+  return Detection(object_slots=slots,
+                   min_height=tuple(float(h) for h in heights))

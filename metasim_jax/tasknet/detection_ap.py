@@ -58,6 +58,7 @@ import numpy as np
 N_SAMPLE_PTS = 41  # recall steps 0, 1/40, ..., 1 (devkit constant)
 DIFFICULTIES = ("easy", "moderate", "hard")
 MIN_HEIGHT = (40.0, 25.0, 25.0)  # px, GT box height (y1 - y0)
+KITTI_IMAGE_HEIGHT = 375  # px, the images MIN_HEIGHT was defined on
 MAX_OCCLUSION = (0, 1, 2)  # KITTI occlusion level
 MAX_TRUNCATION = (0.15, 0.30, 0.50)  # fraction of the object outside
 
@@ -95,14 +96,24 @@ def occlusion_level(fraction, thresholds: tuple[float, float] = (0.1, 0.5)):
   return int(level) if level.ndim == 0 else level.astype(np.int64)
 
 
-def _valid_for(level: int, height, occlusion, truncation) -> np.ndarray:
+def scaled_min_height(image_height: int) -> tuple[float, ...]:
+  """KITTI's minimum box heights for images ``image_height`` px high: the
+  devkit's 40 / 25 / 25 px are for KITTI's 375-px-high images, so a
+  96-px-high render (or a KITTI image resized to it) keeps the
+  difficulties' meaning at 10.2 / 6.4 / 6.4 px."""
+  return tuple(h * image_height / KITTI_IMAGE_HEIGHT for h in MIN_HEIGHT)
+
+
+def _valid_for(level: int, height, occlusion, truncation,
+               min_height=MIN_HEIGHT) -> np.ndarray:
   """[n] bool: GT counts (is not ignored) in difficulty ``level``."""
-  return ((height >= MIN_HEIGHT[level])
+  return ((height >= min_height[level])
           & (occlusion <= MAX_OCCLUSION[level])
           & (truncation <= MAX_TRUNCATION[level]))
 
 
-def difficulty(boxes, occlusion, truncation) -> np.ndarray:
+def difficulty(boxes, occlusion, truncation,
+               min_height=MIN_HEIGHT) -> np.ndarray:
   """[n] int: easiest difficulty each GT box counts in (0 easy, 1 moderate,
   2 hard), -1 if in none. The levels are nested, so a box counts in every
   difficulty >= its value.
@@ -117,7 +128,8 @@ def difficulty(boxes, occlusion, truncation) -> np.ndarray:
   height = b[:, 3] - b[:, 1]
   out = np.full(n, -1, np.int64)
   for level in reversed(range(len(DIFFICULTIES))):
-    out = np.where(_valid_for(level, height, occ, trunc), level, out)
+    out = np.where(_valid_for(level, height, occ, trunc, min_height), level,
+                   out)
   return out
 
 
@@ -261,14 +273,16 @@ class _Image:
     self.in_dontcare = (in_dc > iou_threshold).any(axis=1).tolist()  # [m]
     self.score_list = self.scores.tolist()
 
-  def ignored(self, level: int) -> tuple[np.ndarray, np.ndarray]:
+  def ignored(self, level: int, min_height=MIN_HEIGHT
+              ) -> tuple[np.ndarray, np.ndarray]:
     """ignored_gt [n] (0 valid, 1 ignored, -1 skipped) and ignored_det [m]
     (0 valid, 1 too small) for difficulty ``level`` (devkit cleanData)."""
-    valid = _valid_for(level, self.gt_height, self.occlusion, self.truncation)
+    valid = _valid_for(level, self.gt_height, self.occlusion, self.truncation,
+                       min_height)
     ig = np.full(self.kind.shape, -1, np.int64)
     ig[self.kind == NEIGHBOUR] = 1
     ig[self.kind == CAR] = np.where(valid[self.kind == CAR], 0, 1)
-    idet = (self.det_height < MIN_HEIGHT[level]).astype(np.int64)
+    idet = (self.det_height < min_height[level]).astype(np.int64)
     return ig, idet
 
 
@@ -337,9 +351,11 @@ def _score_thresholds(tp_scores: Sequence[float], n_gt: int) -> np.ndarray:
   return np.array(out[:N_SAMPLE_PTS], np.float64)
 
 
-def _evaluate_level(images: list[_Image], level: int) -> dict[str, Any]:
+def _evaluate_level(images: list[_Image], level: int,
+                    min_height=MIN_HEIGHT) -> dict[str, Any]:
   """One difficulty's AP (devkit eval_class) over prepared images."""
-  flags = [tuple(f.tolist() for f in im.ignored(level)) for im in images]
+  flags = [tuple(f.tolist() for f in im.ignored(level, min_height))
+           for im in images]
   n_gt = sum(ig.count(0) for ig, _ in flags)
   scores = []
   for im, (ig, idet) in zip(images, flags):
@@ -369,7 +385,8 @@ def _evaluate_level(images: list[_Image], level: int) -> dict[str, Any]:
 
 def evaluate(gt: Sequence[Mapping[str, Any]],
              det: Sequence[Mapping[str, Any]],
-             iou_threshold: float = 0.5) -> dict[str, dict[str, Any]]:
+             iou_threshold: float = 0.5, min_height=MIN_HEIGHT
+             ) -> dict[str, dict[str, Any]]:
   """KITTI 2D Car AP per difficulty over a set of images.
 
   Args:
@@ -382,6 +399,9 @@ def evaluate(gt: Sequence[Mapping[str, Any]],
       px and ``scores`` [m] (higher is more confident); all are Car.
     iou_threshold: minimum overlap, exclusive (0.5 as in the Meta-Sim
       paper; KITTI's own Car threshold is 0.7). Also used for DontCare.
+    min_height: minimum GT and detection box heights (px) of easy,
+      moderate, hard: KITTI's by default; ``scaled_min_height`` for images
+      of another height.
 
   Returns:
     {"easy" | "moderate" | "hard": {"ap40": AP|R40 in percent, "ap11":
@@ -397,6 +417,10 @@ def evaluate(gt: Sequence[Mapping[str, Any]],
   thr = float(iou_threshold)
   if not 0.0 < thr < 1.0:
     raise ValueError(f"iou_threshold must lie in (0, 1), got {iou_threshold}")
+  min_height = tuple(float(h) for h in min_height)
+  if len(min_height) != len(DIFFICULTIES) or min(min_height) < 0:
+    raise ValueError(f"min_height must be {len(DIFFICULTIES)} heights >= 0, "
+                     f"got {min_height}")
   images = [_Image(i, g, d, thr) for i, (g, d) in enumerate(zip(gt, det))]
-  return {name: _evaluate_level(images, level)
+  return {name: _evaluate_level(images, level, min_height)
           for level, name in enumerate(DIFFICULTIES)}

@@ -30,28 +30,29 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
     run.save("eval", 0, params)
   else:
     params = state
-  # Each source trains ``eval.repeats`` task networks from the same keys
-  # (common random numbers across sources) and reports their mean.
-  for j, source in enumerate(SOURCES):
+  # Each row trains ``eval.repeats`` task networks from the same keys
+  # (common random numbers across rows) and reports their mean.
+  for j, (row, source, phase) in enumerate(setup.rows):
     if j < start:
       continue
+    trainer, row_params = _row_trainer(setup, run, row, phase, params)
     runs = []
     for r in range(config.eval.repeats):
-      task_params, loss = setup.final[source].run(run.keys("eval", r), params,
-                                                  setup.pools)
+      task_params, loss = trainer.run(run.keys("eval", r), row_params,
+                                      setup.pools)
       runs.append({**setup.score(task_params, setup.test),
                    "train_loss": loss})
     runs = parallel.to_host(runs)
-    run.record["eval"][source] = {k: [float(x[k]) for x in runs]
-                                  for k in runs[0]}
+    run.record["eval"][row] = {k: [float(x[k]) for x in runs]
+                               for k in runs[0]}
     means = {k: float(np.nanmean(v))
-             for k, v in run.record["eval"][source].items()}
+             for k, v in run.record["eval"][row].items()}
     run.tb.scalars(run.global_step("eval", j + 1), {
-        ("" if k == "train_loss" else "test_") + f"{k}/{source}": v
+        ("" if k == "train_loss" else "test_") + f"{k}/{row}": v
         for k, v in means.items()}, "eval/")
-    logging.info("[eval] trained on %-8s -> test %s %.4f (%s)", source,
+    logging.info("[eval] trained on %-8s -> test %s %.4f (%s)", row,
                  head, means[head], ", ".join(
-                     f"{a:.4f}" for a in run.record["eval"][source][head]))
+                     f"{a:.4f}" for a in run.record["eval"][row][head]))
     line = pipe.task.describe(means)
     if line:
       logging.info("[eval]   %s", line)
@@ -86,6 +87,15 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
                   "with_evaluation": training + sec.get("eval", 0.0)},
       "curves": run.record["curves"],
   }
+  staged = [(setup.phases[i].spec.label, row) for row, _, i in setup.rows
+            if i is not None and setup.config.schedule.strip()]
+  if staged:  # one row per stage of the schedule, the last is "metasim"
+    out["stages"] = [label for label, _ in staged]
+    out[f"test_{head}_per_stage"] = {
+        label: float(np.nanmean(repeats[row][head])) for label, row in staged}
+    out["test_metrics_per_stage"] = {
+        label: {k: float(np.nanmean(v)) for k, v in repeats[row].items()}
+        for label, row in staged}
   grid = write_pictures(setup, params, run.keys("pictures"), run.seed,
                         run.record["curves"])
   # The trained generator, for sampling datasets later.
@@ -105,6 +115,18 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
   return params
 
 
+def _row_trainer(setup: Setup, run: SeedRun, row: str, phase, params):
+  """(task-net trainer, transformer params) of a results row: the last
+  stage's are the trained ones; an earlier stage's were saved at its
+  end."""
+  if phase is None:
+    return setup.final[row], params
+  p = setup.phases[phase]
+  if phase == len(setup.phases) - 1:
+    return p.final, params
+  return p.final, run.load_stage_params(p.name)
+
+
 def distribution_report(setup: Setup, params, key):
   """Attribute statistics and MMD^2 / KID of each source vs the test set,
   and the attribute values ({source: {slot.attr: [n]}}) behind them."""
@@ -116,8 +138,9 @@ def distribution_report(setup: Setup, params, key):
   k_scene, k_kid = jax.random.split(key)
   stats, dist, values = {}, {}, {}
   for name, source in SOURCES.items():
-    scene, mmd2, kid = _measure(pipe, k_scene, k_kid, n, params, setup.pools,
-                                setup.feat_params, setup.test_ref, source)
+    scene, mmd2, kid = _measure(
+        setup.final_pipe if source == "metasim" else pipe, k_scene, k_kid, n,
+        params, setup.pools, setup.feat_params, setup.test_ref, source)
     attrs, mask, mmd2, kid = parallel.to_host(
         (scene.attrs, scene.node_mask, mmd2, kid))
     key_name = "target" if name == "oracle" else name
@@ -154,7 +177,8 @@ def write_pictures(setup: Setup, params, key, seed: int, curves):
   returns the grid [H, W, 3]."""
   n = min(10, len(setup.test.labels))
   (prior, metasim), test = parallel.to_host((
-      _picture_renders(setup.pipe, key, n, params, setup.pools), setup.test))
+      _picture_renders(setup.final_pipe, key, n, params, setup.pools),
+      setup.test))
   rows = setup.pipe.task.grid_rows(prior, metasim, test)
   if not parallel.is_writer():
     return None
@@ -175,6 +199,13 @@ def summarise(config, per_seed, t_start: float, head: str) -> dict[str, Any]:
   ok_attr = [bool(all(err <= tol.get(name.rsplit(".", 1)[-1], np.inf)
                       for name, err in r["attribute_mean_error"].items()))
              for r in per_seed]
+  stages = {}
+  if "stages" in per_seed[0]:  # explicit schedule: every stage's metrics
+    names = per_seed[0]["test_metrics_per_stage"][per_seed[0]["stages"][0]]
+    stages = {"stages": per_seed[0]["stages"], "test_metrics_per_stage_mean": {
+        label: {k: float(np.nanmean([r["test_metrics_per_stage"][label][k]
+                                     for r in per_seed])) for k in names}
+        for label in per_seed[0]["stages"]}}
   return {
       "experiment": config.name,
       "summary": {
@@ -182,6 +213,7 @@ def summarise(config, per_seed, t_start: float, head: str) -> dict[str, Any]:
           "headline_metric": head,
           f"test_{head}_mean": {s: float(np.mean(v)) for s, v in acc.items()},
           f"test_{head}_per_seed": acc,
+          **stages,
           "test_metrics_mean": {
               s: {k: float(np.nanmean([r["test_metrics"][s][k]
                                        for r in per_seed]))

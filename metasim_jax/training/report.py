@@ -130,6 +130,19 @@ def write_summary(path: str, summary: Mapping[str, Any], command: str,
         + " |")
   means = s["test_metrics_mean"]
   metrics = [k for k in means["prior"] if k.startswith("iou_")]
+  if "stages" in s:  # an explicit schedule: one row per stage
+    per_stage = s["test_metrics_per_stage_mean"]
+    cols = [k for k in means["prior"] if k.startswith(("ap", "iou_"))
+            ] or [head]
+    lines += ["", "Every stage of the schedule, mean over seeds (%):", "",
+              "| trained on | " + " | ".join(cols) + " |",
+              "|---|" + "---|" * len(cols)]
+    for name, m in ([("prob. grammar", means["prior"])]
+                    + [(f"Meta-Sim: {x}", per_stage[x]) for x in s["stages"]]
+                    + [("oracle", means["oracle"])]):
+      lines.append(f"| {name} | " + " | ".join(
+          f"{100 * m[c]:.1f}" for c in cols) + " |")
+    metrics = []
   if metrics:
     lines += ["", "Per-class IoU (%), mean over seeds:", "",
               "| source | " + " | ".join(m[4:] for m in metrics) + " | "

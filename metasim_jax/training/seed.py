@@ -5,21 +5,24 @@ record (curves, timings, results) that its checkpoints carry."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Any
 
 import jax
 import ml_collections
 from absl import logging
+from flax import serialization
 
+from metasim_jax import io
 from metasim_jax import keys as keys_lib
 from metasim_jax.features import MMDTarget
 from metasim_jax.pipeline import Pipeline
 from metasim_jax.tasknet import HostTrainer
 from metasim_jax.training import checkpoint, starts, steps, tb_writer
+from metasim_jax.training.schedule import StageSpec
 from metasim_jax.types import LabeledSet, MetaSimState
 
-STAGES = ("pretrain", "mmd", "task", "eval", "done")
 # Reported name -> scene source: the oracle trains on the target's own
 # parameters with the grammar's assets.
 SOURCES = {"prior": "prior", "metasim": "metasim", "oracle": "target"}
@@ -30,8 +33,39 @@ KEY_STREAMS = ("init_scene", "init_params", "pretrain", "starts", "mmd",
 
 
 @dataclasses.dataclass(frozen=True)
+class Phase:
+  """One generator-training stage of the schedule (``schedule.py``) with
+  its pipeline (only its groups mutable) and jitted functions.
+
+  Attributes:
+    spec: name, label, groups, objective.
+    pipe: the pipeline of the stage's groups.
+    step: jitted MMD step or task step.
+    mmd_eval: MMD^2 of each start on a larger batch (MMD stages), or None.
+    probe: task net trained on the stage's scenes during MMD (probes).
+    final: task net trained on the stage's scenes for its results row.
+    steps: number of steps.
+  """
+  spec: StageSpec
+  pipe: Pipeline
+  step: Any
+  mmd_eval: Any
+  probe: HostTrainer
+  final: HostTrainer
+  steps: int
+
+  @property
+  def name(self) -> str:
+    return self.spec.name
+
+
+@dataclasses.dataclass(frozen=True)
 class Setup:
-  """What every seed shares: config, problem, data, jitted functions."""
+  """What every seed shares: config, problem, data, jitted functions.
+
+  ``rows`` are the evaluated results: (row name, scene source, phase
+  index or None): the prior, every stage of an explicit schedule but the
+  last (by label), "metasim" (the last stage) and the oracle."""
   config: ml_collections.ConfigDict
   workdir: str
   pipe: Pipeline
@@ -44,14 +78,25 @@ class Setup:
   pretrain_tx: Any
   pretrain_step: Any
   mmd_tx: Any
-  mmd_step: Any
-  mmd_eval: Any
   gen_tx: Any
-  task_step: Any
-  probe: HostTrainer
-  final: dict[str, HostTrainer]
+  phases: tuple[Phase, ...]
+  rows: tuple[tuple[str, str, int | None], ...]
+  final: dict[str, HostTrainer]  # prior and oracle
   score: Any  # jitted pipe.score
   steps: dict[str, int]  # stage -> number of steps
+
+  @property
+  def stage_names(self) -> tuple[str, ...]:
+    return ("pretrain",) + tuple(p.name for p in self.phases) + ("eval",
+                                                                 "done")
+
+  @property
+  def final_pipe(self) -> Pipeline:
+    """The pipeline of the last stage (what "metasim" scenes come from)."""
+    return self.phases[-1].pipe if self.phases else self.pipe
+
+  def phase(self, name: str) -> Phase:
+    return next(p for p in self.phases if p.name == name)
 
 
 class SeedRun:
@@ -77,8 +122,8 @@ class SeedRun:
     self._clock = ("", 0.0, 0.0)
 
   def global_step(self, stage: str, step: int) -> int:
-    n = self.setup.steps
-    return sum(n[s] + 1 for s in STAGES[:STAGES.index(stage)]) + step
+    n, names = self.setup.steps, self.setup.stage_names
+    return sum(n[s] + 1 for s in names[:names.index(stage)]) + step
 
   # -------------------------------------------------- params and states
   def init_params(self):
@@ -89,16 +134,24 @@ class SeedRun:
     config = self.setup.config
     return config.mmd.num_starts if config.mmd.weight else 1
 
-  def mmd_state(self, params) -> MetaSimState:
-    """K starts around the pre-trained params (``starts.py``)."""
+  def mmd_state(self, params, phase: Phase) -> MetaSimState:
+    """K starts around the previous stage's params (``starts.py``)."""
     config = self.setup.config
     return starts.multi_start_state(
-        self.keys("starts"), self.keys("mmd"), params, self.setup.pipe.prior,
-        self.num_starts(), config.mmd.start_spread, self.setup.mmd_tx)
+        self.phase_key("starts", phase), self.phase_key("mmd", phase), params,
+        phase.pipe.prior, self.num_starts(), config.mmd.start_spread,
+        self.setup.mmd_tx)
 
-  def task_state(self, params) -> MetaSimState:
-    return steps.init_state(self.keys("task"), starts.stack(params, 1),
-                            self.setup.gen_tx)
+  def phase_key(self, stream: str, phase: Phase | None) -> jax.Array:
+    """The key of ``stream`` for a stage: the stream's own key in the
+    default schedule, one per stage (by index) in an explicit one."""
+    if phase is None or phase.name in ("mmd", "task"):
+      return self.keys(stream)
+    return self.keys(stream, self.setup.phases.index(phase))
+
+  def task_state(self, params, phase: Phase | None = None) -> MetaSimState:
+    return steps.init_state(self.phase_key("task", phase),
+                            starts.stack(params, 1), self.setup.gen_tx)
 
   def state_shape(self, stage: str):
     """Shapes and dtypes of the state checkpointed in ``stage``."""
@@ -106,13 +159,37 @@ class SeedRun:
     if stage == "pretrain":
       return {"params": params,
               "opt_state": jax.eval_shape(self.setup.pretrain_tx.init, params)}
-    if stage == "mmd":  # the start offsets change values, not shapes
+    if stage in ("eval", "done"):
+      return params  # the trained transformer
+    phase = self.setup.phase(stage)
+    if phase.spec.objective == "mmd":  # start offsets change values only
       return jax.eval_shape(lambda p: steps.init_state(
-          self.keys("mmd"), starts.stack(p, self.num_starts()),
+          self.phase_key("mmd", phase), starts.stack(p, self.num_starts()),
           self.setup.mmd_tx), params)
-    if stage == "task":
-      return jax.eval_shape(self.task_state, params)
-    return params  # eval, done: the trained transformer
+    return jax.eval_shape(lambda p: self.task_state(p, phase), params)
+
+  # ------------------------------------------------ stages' end params
+  def _stage_file(self, name: str) -> str:
+    return os.path.join(checkpoint.seed_dir(self.setup.workdir, self.seed),
+                        "stages", f"{name}.msgpack")
+
+  def save_stage_params(self, name: str, params) -> None:
+    """The transformer at the end of stage ``name`` (its results row is
+    evaluated from it, after the last stage)."""
+    self.check(name, self.setup.steps[name], params)
+    io.write_bytes(self._stage_file(name),
+                   serialization.to_bytes(jax.device_get(params)))
+
+  def load_stage_params(self, name: str):
+    path = self._stage_file(name)
+    try:
+      with open(path, "rb") as f:
+        data = f.read()
+    except OSError as e:
+      raise checkpoint.CheckpointError(
+          f"{path}: the end of stage {name!r} is missing ({e.strerror}); "
+          "rerun without --resume") from None
+    return serialization.from_bytes(jax.eval_shape(self.init_params), data)
 
   # ------------------------------------------- checkpoints and checks
   def restore(self):

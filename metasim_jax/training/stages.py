@@ -21,7 +21,7 @@ from absl import logging
 
 from metasim_jax import parallel
 
-from metasim_jax.training.seed import SeedRun, Setup
+from metasim_jax.training.seed import Phase, SeedRun, Setup
 
 
 class Progress:
@@ -75,93 +75,115 @@ def pretrain(setup: Setup, run: SeedRun, params, state, start: int):
   return params
 
 
-def _probe(setup: Setup, run: SeedRun, state, step: int) -> None:
+def _probe(setup: Setup, run: SeedRun, phase: Phase, state, step: int,
+           x: int, label: str) -> None:
   """Task score on V of the start that currently matches best."""
   head = setup.pipe.headline
-  k = int(np.argmin(parallel.to_host(setup.mmd_eval(
+  k = int(np.argmin(parallel.to_host(phase.mmd_eval(
       state.params, run.keys("select"), setup.pools, setup.feat_params,
       setup.target_mmd))))
   params = jax.tree.map(lambda x: x[k], state.params)
-  task_params, _ = setup.probe.run(run.keys("probe"), params, setup.pools)
+  task_params, _ = phase.probe.run(run.keys("probe"), params, setup.pools)
   score = float(parallel.to_host(setup.score(task_params, setup.val)[head]))
-  run.curve(run.probe_name, "Meta-Sim (MMD)", step, score)
-  run.tb.scalars(run.global_step("mmd", step),
-                 {f"probe_{head}_on_V": score}, "mmd/")
-  logging.info("[mmd] step %d probe: task %s on V %.4f (start %d)", step,
-               head, score, k)
+  run.curve(run.probe_name, label, x, score)
+  run.tb.scalars(run.global_step(phase.name, step),
+                 {f"probe_{head}_on_V": score}, f"{phase.name}/")
+  logging.info("[%s] step %d probe: task %s on V %.4f (start %d)",
+               phase.name, step, head, score, k)
 
 
-def match(setup: Setup, run: SeedRun, params, state, start: int):
+def _curve_axis(setup: Setup, phase: Phase) -> tuple[int, str]:
+  """(x offset, label prefix) of a stage's curves: explicit schedules draw
+  their stages one after the other on one axis."""
+  if phase.name in ("mmd", "task"):
+    return 0, ""
+  before = setup.phases[:setup.phases.index(phase)]
+  return (sum(p.steps for p in before if p.spec.objective
+              == phase.spec.objective), f"{phase.spec.label}: ")
+
+
+def match(setup: Setup, run: SeedRun, phase: Phase, params, state,
+          start: int):
   """Distribution matching: MMD^2 over K starts, then the best start."""
-  config = setup.config
-  total = setup.steps["mmd"]
+  config, name = setup.config, phase.name
+  total = phase.steps
   probe_every = config.eval.probe_every if total else 0
+  x0, prefix = _curve_axis(setup, phase)
+  probe_label = f"{prefix}Meta-Sim (MMD)" if prefix else "Meta-Sim (MMD)"
   if state is None:
-    state = run.mmd_state(params)
+    state = run.mmd_state(params, phase)
     if probe_every:
-      _probe(setup, run, state, 0)
-    run.save("mmd", 0, state)
-  prog = Progress("mmd", total, config.log_every, start)
+      _probe(setup, run, phase, state, 0, x0, probe_label)
+    run.save(name, 0, state)
+  prog = Progress(name, total, config.log_every, start)
   for i in range(start, total):
-    state, m = setup.mmd_step(state, setup.pools, setup.feat_params,
-                              setup.target_mmd)
+    state, m = phase.step(state, setup.pools, setup.feat_params,
+                          setup.target_mmd)
     done = i + 1
-    if _sync_due(setup, run, "mmd", done, prog, probe_every):
+    if _sync_due(setup, run, name, done, prog, probe_every):
       m = parallel.to_host(m)
-      run.check("mmd", done, m)
+      run.check(name, done, m)
       mmd, k_all = m["mmd2"], range(len(m["mmd2"]))
-      run.tb.scalars(run.global_step("mmd", done),
-                     {f"{name}/start{k}": v[k] for name, v in
+      run.tb.scalars(run.global_step(name, done),
+                     {f"{n}/start{k}": v[k] for n, v in
                       (("mmd2_train_batch", mmd),
                        ("grad_norm", m["grad_norm"])) for k in k_all},
-                     "mmd/")
+                     f"{name}/")
       if done == 1 or done % config.curve_every == 0:
         for k in k_all:
-          run.curve("MMD^2 (train batch)", f"start {k}", done, mmd[k])
+          run.curve("MMD^2 (train batch)", f"{prefix}start {k}", x0 + done,
+                    mmd[k])
       if prog.due(done):  # this step's batch; selection uses a larger one
         prog.log(done, {"batch_mmd2_min": float(mmd.min()),
                         "batch_argmin_start": float(mmd.argmin())})
     if probe_every and done % probe_every == 0:
-      _probe(setup, run, state, done)
-    if run.due("mmd", done):
-      run.save("mmd", done, state)
-  selection = parallel.to_host(setup.mmd_eval(
+      _probe(setup, run, phase, state, done, x0 + done, probe_label)
+    if run.due(name, done):
+      run.save(name, done, state)
+  selection = parallel.to_host(phase.mmd_eval(
       state.params, run.keys("select"), setup.pools, setup.feat_params,
       setup.target_mmd))
-  run.check("mmd", total, {"selection_mmd2": selection})
+  run.check(name, total, {"selection_mmd2": selection})
   best = int(np.argmin(selection))
   if len(selection) > 1:
-    logging.info("start selection MMD^2 %s -> start %d", selection.round(5),
-                 best)
+    logging.info("[%s] start selection MMD^2 %s -> start %d", name,
+                 selection.round(5), best)
   run.record["selection"], run.record["best"] = selection.tolist(), best
-  run.tb.scalars(run.global_step("mmd", total),
+  run.tb.scalars(run.global_step(name, total),
                  {**{f"selection_mmd2/start{k}": v
                      for k, v in enumerate(selection)},
-                  "selected_start": best}, "mmd/")
+                  "selected_start": best}, f"{name}/")
   return jax.tree.map(lambda x: x[best], state.params)
 
 
-def meta_objective(setup: Setup, run: SeedRun, params, state, start: int):
+def meta_objective(setup: Setup, run: SeedRun, phase: Phase, params, state,
+                   start: int):
   """The task meta-objective (Algorithm 1, REINFORCE) from the best start.
   Its steps are long (a task network is trained in each), so every step's
   metrics are read."""
+  name = phase.name
   if state is None:
-    state = run.task_state(params)
-    run.save("task", 0, state)
-  total = setup.steps["task"]
-  prog = Progress("task", total, max(1, setup.config.log_every // 10), start)
+    state = run.task_state(params, phase)
+    run.save(name, 0, state)
+  total = phase.steps
+  x0, prefix = _curve_axis(setup, phase)
+  prog = Progress(name, total, max(1, setup.config.log_every // 10), start)
   for i in range(start, total):
-    state, m = setup.task_step(state, setup.pools, setup.feat_params,
-                               setup.target_mmd, setup.val)
+    state, m = phase.step(state, setup.pools, setup.feat_params,
+                          setup.target_mmd, setup.val)
     done = i + 1
     m = {k: float(v) for k, v in parallel.to_host(m).items()}
-    run.check("task", done, m)
-    run.curve("task reward on V", "reward", done, m["reward"])
-    run.curve("task reward on V", "baseline", done, m["baseline"])
-    run.tb.scalars(run.global_step("task", done), m, "task/")
+    run.check(name, done, m)
+    run.curve("task reward on V", f"{prefix}reward", x0 + done, m["reward"])
+    run.curve("task reward on V", f"{prefix}baseline", x0 + done,
+              m["baseline"])
+    run.tb.scalars(run.global_step(name, done), m, f"{name}/")
     if prog.due(done):
       prog.log(done, {k: m[k] for k in ("reward", "baseline", "val_score",
                                         "mmd2")})
-    if run.due("task", done):
-      run.save("task", done, state)
+    if run.due(name, done):
+      run.save(name, done, state)
   return jax.tree.map(lambda x: x[0], state.params)
+
+
+STAGE_FNS = {"mmd": match, "task": meta_objective}

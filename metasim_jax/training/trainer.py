@@ -34,9 +34,9 @@ from metasim_jax import features as features_lib
 from metasim_jax import io
 from metasim_jax import parallel
 from metasim_jax import pipeline as pipeline_lib
-from metasim_jax.training import (checkpoint, evaluation, report, stages,
-                                  steps, tb_writer)
-from metasim_jax.training.seed import SOURCES, STAGES, SeedRun, Setup
+from metasim_jax.training import (checkpoint, evaluation, report, schedule,
+                                  stages, steps, tb_writer)
+from metasim_jax.training.seed import Phase, SeedRun, Setup
 
 TB_DIRNAME = "tb"
 
@@ -165,39 +165,57 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
   gen_tx = steps.adam(config.task.gen_lr)  # the transformer, task stage
   eval_tx = steps.adam(config.eval.lr, decay_steps=config.eval.train_steps)
   probe_tx = steps.adam(config.eval.lr, decay_steps=config.eval.probe_steps)
-  task_step = None
-  if config.task.weight and config.task.steps:
-    task_step = steps.make_task_step(
-        pipe, gen_tx, task_tx, num_scenes=config.task.num_scenes,
-        inner_steps=config.task.inner_steps,
-        inner_batch=config.task.inner_batch, task_weight=config.task.weight,
-        mmd_weight=config.mmd.weight if config.task.with_mmd else 0.0,
-        baseline_decay=config.task.baseline_decay,
-        reward=config.task.reward, fixed_task_init=config.task.fixed_init,
-        noise=config.task.noise, inner_loop=config.task.inner_loop)
+  specs = schedule.parse(
+      config.schedule, pipe.prior,
+      mmd=bool(config.mmd.weight and config.mmd.steps),
+      task=bool(config.task.weight and config.task.steps))
+  trainer = lambda p, tx, n: p.task_trainer(
+      tx, steps=n, batch=config.eval.batch_size, source="metasim")
+  phases = []
+  for spec in specs:
+    ph = pipe.for_groups(spec.groups, config.mmd.hold_weight)
+    if spec.objective == "mmd":
+      step = steps.make_mmd_step(ph, mmd_tx)
+      n = config.mmd.steps
+    else:
+      step = steps.make_task_step(
+          ph, gen_tx, task_tx, num_scenes=config.task.num_scenes,
+          inner_steps=config.task.inner_steps,
+          inner_batch=config.task.inner_batch,
+          task_weight=config.task.weight,
+          mmd_weight=config.mmd.weight if config.task.with_mmd else 0.0,
+          baseline_decay=config.task.baseline_decay,
+          reward=config.task.reward, fixed_task_init=config.task.fixed_init,
+          noise=config.task.noise, inner_loop=config.task.inner_loop)
+      n = config.task.steps
+    phases.append(Phase(
+        spec=spec, pipe=ph, step=step,
+        mmd_eval=steps.make_mmd_eval(ph, config.mmd.select_batch),
+        probe=trainer(ph, probe_tx, config.eval.probe_steps),
+        final=trainer(ph, eval_tx, config.eval.train_steps), steps=n))
+  # Rows: the prior, each stage of an explicit schedule (the last one is
+  # "metasim"), the oracle.
+  staged = bool(config.schedule.strip())
+  rows = (("prior", "prior", None),
+          *((p.spec.label, "metasim", i) for i, p in enumerate(phases[:-1])
+            if staged),
+          ("metasim", "metasim", len(phases) - 1 if phases else None),
+          ("oracle", "target", None))
   return Setup(
       config=config, workdir=workdir, pipe=pipe, pools=pools,
       feat_params=feat_params, target_mmd=target_mmd, test_ref=test_ref,
       val=sets["val"], test=sets["test"], pretrain_tx=pretrain_tx,
       pretrain_step=steps.make_pretrain_step(pipe, pretrain_tx,
                                              config.pretrain.batch_size),
-      mmd_tx=mmd_tx, mmd_step=steps.make_mmd_step(pipe, mmd_tx),
-      mmd_eval=steps.make_mmd_eval(pipe, config.mmd.select_batch),
-      gen_tx=gen_tx, task_step=task_step,
-      probe=pipe.task_trainer(probe_tx, steps=config.eval.probe_steps,
-                              batch=config.eval.batch_size, source="metasim"),
+      mmd_tx=mmd_tx, gen_tx=gen_tx, phases=tuple(phases), rows=rows,
       final={s: pipe.task_trainer(eval_tx, steps=config.eval.train_steps,
                                   batch=config.eval.batch_size, source=src)
-             for s, src in SOURCES.items()},
+             for s, src in (("prior", "prior"), ("oracle", "target"),
+                            ("metasim", "metasim"))},
       score=jax.jit(pipe.score),
       steps={"pretrain": config.pretrain.steps,
-             "mmd": config.mmd.steps if config.mmd.weight else 0,
-             "task": config.task.steps if task_step is not None else 0,
-             "eval": len(SOURCES), "done": 0})
-
-
-STAGE_FNS = (("pretrain", stages.pretrain), ("mmd", stages.match),
-             ("task", stages.meta_objective), ("eval", evaluation.evaluate))
+             **{p.name: p.steps for p in phases},
+             "eval": len(rows), "done": 0})
 
 
 def run_seed(setup: Setup, seed: int) -> dict[str, Any]:
@@ -216,14 +234,24 @@ def run_seed(setup: Setup, seed: int) -> dict[str, Any]:
   # Each stage continues from ``state`` at ``step`` if it is the restored
   # one, else starts from the previous stage's transformer params.
   params = None
+  names = setup.stage_names
+  staged = bool(setup.config.schedule.strip())
   try:
-    for name, stage_fn in STAGE_FNS:
-      if STAGES.index(name) < STAGES.index(stage):
+    for name in names[:-1]:
+      if names.index(name) < names.index(stage):
         continue
       run.start_clock(name)
-      params = stage_fn(setup, run, params,
-                        state if name == stage else None,
-                        step if name == stage else 0)
+      go = (state if name == stage else None, step if name == stage else 0)
+      if name == "pretrain":
+        params = stages.pretrain(setup, run, params, *go)
+      elif name == "eval":
+        params = evaluation.evaluate(setup, run, params, *go)
+      else:
+        phase = setup.phase(name)
+        params = stages.STAGE_FNS[phase.spec.objective](setup, run, phase,
+                                                         params, *go)
+        if staged:  # its results row is evaluated from these params
+          run.save_stage_params(name, params)
   finally:  # also on NonFiniteError: keep the events logged up to it
     run.tb.close()
     run.ckpt.close()

@@ -8,6 +8,14 @@ Each layer has separate weights for messages from a node's parent
 Messages from and to slots that hold no node are dropped.  An encoder stack
 maps node features to a latent per node, a decoder stack maps it back, and a
 linear head predicts the per-attribute change (see ``scene_graph.encoding``).
+
+With ``spread=True`` the transformer also holds one log-scale per (class,
+attribute), ``log_spread``: each value's deviation from the prior's centre
+is scaled by ``exp(log_spread)`` before the head's change is added, so a
+distribution's spread can shrink or grow through one well-conditioned
+parameter (the GCN alone mostly learns shifts: contracting every value
+towards a centre needs a change proportional to the value, which its
+gradient signal rarely finds).  Zero-initialised: the identity.
 """
 
 from __future__ import annotations
@@ -51,9 +59,12 @@ class DistributionTransformer(nn.Module):
   hidden: int = 64
   encoder_layers: int = 2
   decoder_layers: int = 2
+  spread_shape: tuple[int, int] | None = None  # (classes, attributes)
 
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple) -> jax.Array:
+    if self.spread_shape is not None:  # read by ``transform``
+      self.param("log_spread", nn.initializers.zeros, self.spread_shape)
     x, mask = graph.nodes["features"], graph.nodes["mask"]
     h = nn.relu(nn.Dense(self.hidden, name="embed")(x))
     for i in range(self.encoder_layers):
@@ -67,10 +78,13 @@ class DistributionTransformer(nn.Module):
 
 
 def build(grammar: Grammar, hidden: int = 64, encoder_layers: int = 2,
-          decoder_layers: int = 2) -> DistributionTransformer:
+          decoder_layers: int = 2, spread: bool = False
+          ) -> DistributionTransformer:
   return DistributionTransformer(
       head_dim=encoding.layout(grammar).head_dim, hidden=hidden,
-      encoder_layers=encoder_layers, decoder_layers=decoder_layers)
+      encoder_layers=encoder_layers, decoder_layers=decoder_layers,
+      spread_shape=((len(grammar.classes), grammar.num_attrs) if spread
+                    else None))
 
 
 def init(key: jax.Array, model: DistributionTransformer, grammar: Grammar,
@@ -85,7 +99,8 @@ def transform(params, model: DistributionTransformer, grammar: Grammar,
   out = model.apply({"params": params},
                     graph_lib.to_graphs_tuple(scene, grammar))
   head = out.reshape(b, grammar.num_slots, -1)
-  attrs, logits = encoding.apply_head(head, scene.attrs, grammar)
+  attrs, logits = encoding.apply_head(head, scene.attrs, grammar,
+                                      params.get("log_spread"))
   return scene.replace(attrs=attrs), logits
 
 

@@ -37,3 +37,22 @@ def test_registry_shape_and_determinism():
   w1, _ = local_stats.random_filters(3, 16, 3, seed=0)
   w2, _ = local_stats.random_filters(3, 16, 3, seed=0)
   np.testing.assert_array_equal(w1, w2)
+
+
+def test_a_grid_sees_where_an_object_is():
+  """Pooled over a 2 x 2 grid, the same object high or low in the image
+  differs (a driving camera's horizon, a car's distance); the cells' mean
+  is the whole-image pooling."""
+  kw = dict(levels=1, num_filters=8, size=3)
+  high = local_stats.local_stats(_scene((4, 14)), grid=(2, 2), **kw)
+  low = local_stats.local_stats(_scene((22, 14)), grid=(2, 2), **kw)
+  assert high.shape == (1, 2 * 8 * 4)
+  assert float(jnp.abs(high - low).max()) > 1e-2
+  whole = local_stats.local_stats(_scene((4, 14)), **kw)
+  cells = np.asarray(high[0, :32]).reshape(4, 8)  # the means, per cell
+  np.testing.assert_allclose(cells.mean(0), whole[0, :8], rtol=1e-5)
+
+
+def test_a_grid_larger_than_the_image_is_a_clear_error():
+  with np.testing.assert_raises_regex(ValueError, "larger image"):
+    local_stats.local_stats(_scene((4, 4)), levels=3, size=5, grid=(8, 8))

@@ -80,3 +80,31 @@ def test_messages_flow_between_parent_and_child(grammar, pools):
   # ... but not a node of another scene in the batch.
   n = grammar.num_slots
   np.testing.assert_array_equal(out[n:], out2[n:])
+
+
+def test_spread_scales_deviations_from_the_prior_centre(grammar, pools):
+  """log_spread = log(1/2) with a zero head halves every mutable value's
+  distance to its prior centre (continuous and angle); zero is the
+  identity."""
+  s = sample(jax.random.key(0), grammar, 64, pools)
+  model = transformer.build(grammar, hidden=16, spread=True)
+  params = transformer.init(jax.random.key(1), model, grammar, s)
+  params = jax.tree.map(jnp.zeros_like, params)  # zero head, zero spread
+  same, _ = transformer.transform(params, model, grammar, s)
+  np.testing.assert_allclose(same.attrs, s.attrs, atol=1e-4)
+  params["log_spread"] = jnp.full_like(params["log_spread"], np.log(0.5))
+  new, _ = transformer.transform(params, model, grammar, s)
+  c = grammar.centre
+  for j, kind in enumerate(grammar.attr_kinds):
+    rows = grammar.mutable[:, j]
+    if not rows.any() or kind not in ("continuous", "angle"):
+      continue
+    before = np.asarray(s.attrs)[:, rows, j] - c[rows, j]
+    after = np.asarray(new.attrs)[:, rows, j] - c[rows, j]
+    if kind == "angle":
+      before, after = ((d + 180.0) % 360.0 - 180.0 for d in (before, after))
+    inside = np.abs(before) < 0.9 * np.abs(  # away from the soft range edge
+        np.where(before > 0, grammar.high[rows, j], grammar.low[rows, j])
+        - c[rows, j])
+    np.testing.assert_allclose(after[inside], 0.5 * before[inside],
+                               rtol=1e-3, atol=1e-3)

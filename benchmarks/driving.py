@@ -1,0 +1,105 @@
+"""The driving experiment's costs: the detector's training steps per second
+(batch 16, 96 x 312) and seconds per MMD step with finite differences
+through the renderer bridge (batch 16, moderngl servers), per stage of the
+schedule (cars; + camera; + context).
+
+  python -m benchmarks.driving [--workers=2] [--repeats=5]
+
+Prints one line per figure; the README quotes them (results/bench_driving.txt).
+Run it on an otherwise idle machine: the servers and JAX share the cores.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from experiments.configs import driving as driving_config
+from metasim_jax import pipeline as pipeline_lib
+from metasim_jax.features import MMDTarget
+from metasim_jax.tasknet import train as train_lib
+from metasim_jax.training import schedule
+from metasim_jax.training import steps as steps_lib
+
+_WORKERS = flags.DEFINE_integer("workers", 2, "moderngl server processes.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed MMD steps per stage.")
+_DET_STEPS = flags.DEFINE_integer("detector_steps", 30,
+                                  "Timed detector training steps.")
+
+
+def _median_seconds(fn, repeats: int, warmup: int = 2) -> float:
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t)
+  return float(np.median(times))
+
+
+def main(argv):
+  del argv
+  config = driving_config.get_config()
+  config.renderer_options.workers = _WORKERS.value
+  config.splits = {"real": 200, "val": 16, "test": 16}
+  pipe, feat_params = pipeline_lib.build(config)
+  pools, sets = pipeline_lib.build_data(config, pipe)
+  batch = config.eval.batch_size
+  h, w = config.canvas.height, config.canvas.width
+  print(f"driving, {w}x{h}, batch {batch}; renderer bridge "
+        f"({config.renderer_options.backend}, {_WORKERS.value} worker(s)); "
+        f"{jax.device_count()} {jax.devices()[0].platform} device(s)")
+
+  # ------------------------------------------------ detector training
+  images, targets = pipe.images_and_targets(jax.random.key(0), batch, pools,
+                                            None, "prior")
+  tx = steps_lib.adam(config.eval.lr)
+  carry = train_lib.init(jax.random.key(1), pipe.tasknet, tx,
+                         pipe.input_shape)
+  step = jax.jit(train_lib.make_step(
+      pipe.tasknet, pipe.task.loss, tx, lambda k: (images, targets)),
+      donate_argnums=0)
+  holder = [carry]
+
+  def det_step():
+    holder[0], loss = step(holder[0], jax.random.key(2))
+    return loss
+  t = _median_seconds(det_step, _DET_STEPS.value)
+  print(f"detector (CenterNet) training step on a fixed batch: "
+        f"{1.0 / t:.2f} steps/s ({t * 1e3:.0f} ms)")
+  trainer = pipe.task_trainer(tx, steps=_DET_STEPS.value, batch=batch,
+                              source="prior")
+  trainer.run(jax.random.key(3), None, pools)  # compile
+  t0 = time.perf_counter()
+  trainer.run(jax.random.key(4), None, pools)
+  t = (time.perf_counter() - t0) / _DET_STEPS.value
+  print(f"detector training step with fresh scenes rendered through the "
+        f"bridge: {1.0 / t:.2f} steps/s ({t * 1e3:.0f} ms)")
+
+  # ---------------------------------------------- MMD steps per stage
+  target = MMDTarget.create(pipe.feature_fn(feat_params, sets["real"].images),
+                            config.mmd.median_multiples)
+  params = pipe.init_transformer(jax.random.key(5), jax.random.key(6), pools)
+  mmd_tx = steps_lib.adam(config.mmd.lr)
+  for spec in schedule.parse(config.schedule, pipe.prior):
+    ph = pipe.for_groups(spec.groups)
+    mmd_step = steps_lib.make_mmd_step(ph, mmd_tx)
+    state = [steps_lib.init_state(jax.random.key(7), jax.tree.map(
+        lambda x: x[None], params), mmd_tx)]
+
+    def run_step():
+      state[0], m = mmd_step(state[0], pools, feat_params, target)
+      return m["mmd2"]
+    t = _median_seconds(run_step, _REPEATS.value)
+    n = int((ph.prior.fd_step > 0).sum())
+    print(f"MMD step, stage {spec.label!r} ({n} slot attributes, central "
+          f"differences: {2 * n} perturbed renders per scene), batch "
+          f"{config.mmd.batch_size}: {t:.2f} s")
+
+
+if __name__ == "__main__":
+  app.run(main)

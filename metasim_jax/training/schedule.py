@@ -1,0 +1,103 @@
+"""The generator's training schedule: which attribute groups each stage
+trains and with which objective (paper Sec. 4.3: the cars first, then
++ the camera, then + the context, with MMD; then the task loss).
+
+``config.schedule`` is a string of ``;``-separated stages, each
+``GROUPS:OBJECTIVE``: GROUPS is ``all`` or group names of the grammar
+(``"group"`` of its mutable attributes) joined by ``+``; OBJECTIVE is
+``mmd`` (distribution matching, ``config.mmd``) or ``task`` (the task
+meta-objective, ``config.task``).  Example (the driving experiment)::
+
+  cars:mmd; cars+camera:mmd; cars+camera+context:mmd
+
+The empty string is the one-stage-per-objective schedule of the MNIST and
+Aerial2D experiments: every mutable attribute, MMD (``mmd.steps``, if
+``mmd.weight``) then the task loss (``task.steps``, if ``task.weight``).
+Every stage of an explicit schedule is evaluated (a row of the results
+table); the last one is the run's "metasim" result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from metasim_jax.grammar.spec import Grammar
+
+OBJECTIVES = ("mmd", "task")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+  """One generator-training stage.
+
+  Attributes:
+    name: checkpoint / TensorBoard name ("mmd", "task" in the default
+      schedule; "s1_mmd", "s2_mmd", ... in an explicit one).
+    label: its row in the results ("cars", "+camera", "+task loss").
+    groups: the grammar groups it trains; None for every mutable
+      attribute ("all", and the default schedule).
+    objective: "mmd" or "task".
+  """
+  name: str
+  label: str
+  groups: tuple[str, ...] | None
+  objective: str
+
+
+def parse(text: str, grammar: Grammar, *, mmd: bool = True,
+          task: bool = True) -> tuple[StageSpec, ...]:
+  """``config.schedule`` -> stages; raises ``ValueError`` naming a bad
+  stage, unknown group or objective.  ``mmd``/``task``: whether the
+  default schedule has that stage (its weight and steps are non-zero)."""
+  everything = grammar.groups
+  if not text.strip():
+    return tuple(StageSpec(o, "Meta-Sim", None, o)
+                 for o, on in (("mmd", mmd), ("task", task)) if on)
+  stages, previous = [], None
+  for i, part in enumerate(p.strip() for p in text.split(";")):
+    where = f"config.schedule stage {i + 1} ({part!r})"
+    groups_text, sep, objective = part.partition(":")
+    if not sep or not groups_text.strip():
+      raise ValueError(f"{where}: expected GROUPS:OBJECTIVE, e.g. "
+                       "'cars+camera:mmd'")
+    objective = objective.strip()
+    if objective not in OBJECTIVES:
+      raise ValueError(f"{where}: objective {objective!r} is not one of "
+                       f"{OBJECTIVES}")
+    names = [g.strip() for g in groups_text.split("+")]
+    if names == ["all"]:
+      groups = None
+    else:
+      if not everything:
+        raise ValueError(f"{where}: the grammar's mutable attributes have "
+                         "no groups; use 'all'")
+      unknown = sorted(set(names) - set(everything))
+      if unknown or len(set(names)) != len(names):
+        raise ValueError(f"{where}: groups {names} are not distinct names "
+                         f"of the grammar's groups {list(everything)}")
+      groups = tuple(sorted(names))
+    label = _label(previous, groups if groups is not None else everything,
+                   objective)
+    if label in [s.label for s in stages]:
+      label = f"{label} ({i + 1})"
+    stages.append(StageSpec(f"s{i + 1}_{objective}", label, groups,
+                            objective))
+    previous = dataclasses.replace(
+        stages[-1], groups=groups if groups is not None else everything)
+  return tuple(stages)
+
+
+def _label(previous: StageSpec | None, groups, objective: str) -> str:
+  """The paper's row names: the first stage's groups, then what each
+  stage adds ("+camera"), or "+task loss" when only the objective
+  changes."""
+  if previous is None:
+    text = "+".join(groups) if groups else "all"
+    return text if objective == "mmd" else f"{text} (task loss)"
+  else:
+    added = [g for g in groups if g not in previous.groups]
+    text = "+" + "+".join(added) if added else ""
+    if objective != previous.objective:
+      text += (" " if text else "+") + ("task loss" if objective == "task"
+                                        else "MMD")
+  return text or "+more steps"
