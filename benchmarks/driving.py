@@ -19,9 +19,9 @@ from absl import app, flags
 
 from experiments.configs import driving as driving_config
 from metasim_jax import pipeline as pipeline_lib
+from metasim_jax import schedule
 from metasim_jax.features import MMDTarget
 from metasim_jax.tasknet import train as train_lib
-from metasim_jax.training import schedule
 from metasim_jax.training import steps as steps_lib
 
 _WORKERS = flags.DEFINE_integer("workers", 2, "moderngl server processes.")

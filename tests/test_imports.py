@@ -21,7 +21,7 @@ LAYERS = [
     {"features"},
     {"tasknet"},
     {"data"},
-    {"pipeline"},
+    {"pipeline", "schedule"},
     {"training", "export"},
 ]
 SIDE_BY_SIDE = {("training", "export"), ("export", "training")}

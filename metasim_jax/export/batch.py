@@ -43,6 +43,9 @@ class LabeledBatch:
     own_area: [B, N] int32 pixels the slot covers when rendered alone
       (inside the image); -1 where not measured.
     own_box: [B, N, 4] float32 box of those pixels.
+    truncation: [B, N] float32 fraction of each object outside the image,
+      as a 3D renderer measures it (``Renders.truncation``), or None
+      (2D: computed from ``full_box``).
   """
   image: jax.Array
   attrs: jax.Array
@@ -55,6 +58,7 @@ class LabeledBatch:
   full_box: jax.Array
   own_area: jax.Array
   own_box: jax.Array
+  truncation: jax.Array | None = None
 
 
 def region_boxes(hit: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -113,6 +117,7 @@ def make_batch_fn(pipe: Pipeline, batch: int, things: tuple[int, ...] = (),
         attrs=scene.attrs, node_mask=scene.node_mask, label=label,
         semantic=r.semantic.astype(jnp.uint8), instance=r.instance,
         visible_area=visible_area, visible_box=visible_box,
-        full_box=r.boxes, own_area=own_area, own_box=own_box)
+        full_box=r.boxes, own_area=own_area, own_box=own_box,
+        truncation=r.truncation)
 
   return generate

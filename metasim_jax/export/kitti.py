@@ -13,8 +13,10 @@ visible pixel), the devkit's 15 fields separated by spaces::
   type truncated occluded alpha left top right bottom h w l x y z rotation_y
 
 * type: the class name capitalised (``Car``, ``Tree``, ``House``);
-* truncated: fraction of the object's box (the renderer's box of its
-  texture content) that lies outside the image, 0..1;
+* truncated: fraction of the object outside the image, 0..1: as a 3D
+  renderer measures it (the bridge: 1 - pixels inside / pixels of the
+  object drawn alone on a larger canvas), else the fraction of the 2D
+  renderer's box of its texture content that lies outside;
 * occluded: 0 fully visible, 1 partly occluded (at least half of its own
   pixels visible), 2 largely occluded (less than half), from the object
   rendered alone vs. the pixels where it is on top;
@@ -98,7 +100,8 @@ class KittiWriter:
   def write(self, b: LabeledBatch, start: int) -> None:
     """Writes the scenes of host batch ``b`` as images start, start+1, ..."""
     h, w = self.folder.canvas.height, self.folder.canvas.width
-    trunc = objects.truncation(b.full_box, h, w)
+    trunc = (np.asarray(b.truncation) if b.truncation is not None
+             else objects.truncation(b.full_box, h, w))
     occl = objects.occlusion_level(b.visible_area, b.own_area)
     scenes = (self.codec.scenes(b.attrs, b.node_mask) if self.codec
               else None)

@@ -26,8 +26,8 @@ import numpy as np
 from flax import serialization
 
 from metasim_jax import pipeline as pipeline_lib
+from metasim_jax import schedule
 from metasim_jax.export.errors import ExportError
-from metasim_jax.training import schedule
 from metasim_jax.types import TexturePool
 
 

@@ -467,6 +467,17 @@ class Detection:
     return (f"AP|R40 % (easy/moderate/hard): IoU 0.5 {row(50)}, "
             f"IoU 0.7 {row(70)}")
 
+  def draw_predictions(self, params, model, images, labels,
+                       min_score: float = 0.3) -> np.ndarray:
+    """Images [n, H, W, 3] with the detections of ``model`` scoring at
+    least ``min_score`` (red) over the ground truth (green; ignored
+    regions grey), like the paper's Fig. 13."""
+    logits = jax.jit(model.apply, static_argnames="train")(
+        {"params": params}, jnp.asarray(images), train=False)
+    boxes, scores = (np.asarray(a) for a in decode(logits, self.top_k))
+    out = draw_targets(np.asarray(images), np.asarray(labels))
+    return draw_boxes(out, boxes, (1.0, 0.1, 0.1), scores >= min_score)
+
   def grid_rows(self, prior, metasim, test):
     n = prior.image.shape[0]
     row = lambda r: draw_targets(np.asarray(r.image),

@@ -6,6 +6,7 @@ trained generator's parameters, and the summary over seeds."""
 from __future__ import annotations
 
 import functools
+import os
 import time
 from typing import Any
 
@@ -18,7 +19,7 @@ from PIL import Image
 from metasim_jax import features as features_lib
 from metasim_jax import io
 from metasim_jax import parallel
-from metasim_jax.training import report
+from metasim_jax.training import checkpoint, report
 from metasim_jax.training.seed import SOURCES, SeedRun, Setup
 
 
@@ -42,6 +43,8 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
                                       setup.pools)
       runs.append({**setup.score(task_params, setup.test),
                    "train_loss": loss})
+      if r == 0:
+        _save_predictions(setup, run, j, task_params)
     runs = parallel.to_host(runs)
     run.record["eval"][row] = {k: [float(x[k]) for x in runs]
                                for k in runs[0]}
@@ -61,7 +64,8 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
   repeats = run.record["eval"]
   results = {s: {k: float(np.nanmean(v)) for k, v in repeats[s].items()}
              for s in SOURCES}
-  stats, dist, values = distribution_report(setup, params, run.keys("stats"))
+  stats, by_class, dist, values = distribution_report(setup, params,
+                                                     run.keys("stats"))
   errors = {}
   for name, tv in stats["target"].items():
     mv = stats["metasim"][name]["mean"]
@@ -78,6 +82,7 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
       "test_metrics": results,
       "distribution": dist,
       "attribute_stats": stats,
+      "attribute_stats_by_class": by_class,
       "attribute_mean_error": errors,
       "mmd_start_selection": run.record["selection"],
       "selected_start": run.record["best"],
@@ -91,6 +96,8 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
             if i is not None and setup.config.schedule.strip()]
   if staged:  # one row per stage of the schedule, the last is "metasim"
     out["stages"] = [label for label, _ in staged]
+    out["attribute_stats_by_class_per_stage"] = stage_class_stats(
+        setup, run, params, run.keys("stats"))
     out[f"test_{head}_per_stage"] = {
         label: float(np.nanmean(repeats[row][head])) for label, row in staged}
     out["test_metrics_per_stage"] = {
@@ -98,6 +105,7 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
         for label, row in staged}
   grid = write_pictures(setup, params, run.keys("pictures"), run.seed,
                         run.record["curves"])
+  _write_predictions(setup, run)
   # The trained generator, for sampling datasets later.
   if parallel.is_writer():
     io.write_bytes(f"{setup.workdir}/transformer_seed{run.seed}.msgpack",
@@ -115,6 +123,47 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
   return params
 
 
+def _predictions_file(setup: Setup, run: SeedRun, j: int) -> str:
+  return os.path.join(checkpoint.seed_dir(setup.workdir, run.seed),
+                      "pictures", f"row{j}.npy")
+
+
+def _save_predictions(setup: Setup, run: SeedRun, j: int, task_params):
+  """Row ``j``'s task net on the first test images, drawn by the task (if
+  it draws predictions: detections), kept with the checkpoints so that a
+  resumed evaluation still has every row for the picture."""
+  draw = getattr(setup.pipe.task, "draw_predictions", None)
+  if draw is None or not parallel.is_writer():
+    return
+  n = min(6, len(setup.test.labels))
+  images, labels = parallel.to_host((setup.test.images[:n],
+                                     setup.test.labels[:n]))
+  picture = draw(parallel.to_host(task_params), setup.pipe.tasknet, images,
+                 labels)
+  path = _predictions_file(setup, run, j)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  np.save(path, (np.clip(picture, 0, 1) * 255).astype(np.uint8))
+
+
+def _write_predictions(setup: Setup, run: SeedRun) -> None:
+  """``predictions_seed<N>.png``: one row per results row, each drawn from
+  the task net trained on that row's scenes, on the same test images."""
+  rows = []
+  staged = bool(setup.config.schedule.strip())
+  for j, (row, _, phase) in enumerate(setup.rows):
+    path = _predictions_file(setup, run, j)
+    if phase is None:
+      title = {"prior": "prob. grammar"}.get(row, row)
+    else:
+      title = (f"Meta-Sim {setup.phases[phase].spec.label}" if staged
+               else "Meta-Sim")
+    if os.path.isfile(path):
+      rows.append((title, np.load(path) / 255.0))
+  if rows and parallel.is_writer():
+    report.save_grid(f"{setup.workdir}/predictions_seed{run.seed}.png", rows,
+                     zoom=2)
+
+
 def _row_trainer(setup: Setup, run: SeedRun, row: str, phase, params):
   """(task-net trainer, transformer params) of a results row: the last
   stage's are the trained ones; an earlier stage's were saved at its
@@ -127,16 +176,23 @@ def _row_trainer(setup: Setup, run: SeedRun, row: str, phase, params):
   return p.final, run.load_stage_params(p.name)
 
 
+def _columns(prior):
+  """(slot path, slot, column) of the mutable continuous/angle values."""
+  return [(prior.slots[i].path, i, j)
+          for i, j in zip(*np.nonzero(prior.mutable))
+          if prior.attr_kinds[j] in ("continuous", "angle")]
+
+
 def distribution_report(setup: Setup, params, key):
-  """Attribute statistics and MMD^2 / KID of each source vs the test set,
-  and the attribute values ({source: {slot.attr: [n]}}) behind them."""
+  """Attribute statistics (per slot, per class) and MMD^2 / KID of each
+  source vs the test set, and the attribute values ({source: {slot.attr:
+  [n]}}) behind them."""
   pipe, n = setup.pipe, setup.config.eval.num_scenes
   prior = pipe.prior
-  columns = [(prior.slots[i].path, i, j)
-             for i, j in zip(*np.nonzero(prior.mutable))
-             if prior.attr_kinds[j] in ("continuous", "angle")]
+  columns = _columns(prior)
+  classes = [slot.cls for slot in prior.slots]
   k_scene, k_kid = jax.random.split(key)
-  stats, dist, values = {}, {}, {}
+  stats, by_class, dist, values = {}, {}, {}, {}
   for name, source in SOURCES.items():
     scene, mmd2, kid = _measure(
         setup.final_pipe if source == "metasim" else pipe, k_scene, k_kid, n,
@@ -146,12 +202,36 @@ def distribution_report(setup: Setup, params, key):
     key_name = "target" if name == "oracle" else name
     stats[key_name] = report.attribute_stats(
         attrs, mask, prior.attr_names, prior.attr_kinds, columns)
+    by_class[key_name] = report.class_attribute_stats(
+        attrs, mask, classes, prior.attr_names, prior.attr_kinds, columns)
     values[key_name] = {
         f"{path}.{prior.attr_names[j]}": attrs[:, i, j][mask[:, i]]
         for path, i, j in columns}
     dist[name] = {"mmd2": float(mmd2), "kid": float(kid[0]),
                   "kid_std": float(kid[1])}
-  return stats, dist, values
+  return stats, by_class, dist, values
+
+
+def stage_class_stats(setup: Setup, run: SeedRun, params, key) -> dict:
+  """{stage label: per-class attribute statistics} of the generator at the
+  end of each stage of an explicit schedule (what each stage moved)."""
+  prior, n = setup.pipe.prior, setup.config.eval.num_scenes
+  columns, classes = _columns(prior), [slot.cls for slot in prior.slots]
+  out = {}
+  for i, phase in enumerate(setup.phases):
+    p = params if i == len(setup.phases) - 1 else run.load_stage_params(
+        phase.name)
+    scene = parallel.to_host(_transformed(phase.pipe, key, n, p,
+                                          setup.pools))
+    out[phase.spec.label] = report.class_attribute_stats(
+        scene.attrs, scene.node_mask, classes, prior.attr_names,
+        prior.attr_kinds, columns)
+  return out
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _transformed(pipe, key, n, params, pools):
+  return pipe.sample(key, n, pools, params, "metasim")
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3, 8))

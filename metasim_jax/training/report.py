@@ -35,18 +35,36 @@ def attribute_stats(attrs: np.ndarray, mask: np.ndarray,
   out = {}
   for path, n, j in columns:
     v = attrs[:, n, j][mask[:, n]]
-    if not len(v):
-      continue
-    if kinds[j] == "angle":
-      r = np.deg2rad(v)
-      c, s = np.cos(r).mean(), np.sin(r).mean()
-      resultant = min(max(np.hypot(c, s), 1e-12), 1.0)
-      mean = float(np.rad2deg(np.arctan2(s, c)))
-      std = float(np.rad2deg(np.sqrt(-2 * np.log(resultant))))
-    else:
-      mean, std = float(v.mean()), float(v.std())
-    out[f"{path}.{names[j]}"] = {"mean": mean, "std": std, "kind": kinds[j]}
+    if len(v):
+      out[f"{path}.{names[j]}"] = _moments(v, kinds[j])
   return out
+
+
+def class_attribute_stats(attrs: np.ndarray, mask: np.ndarray,
+                          classes: Sequence[str], names: Sequence[str],
+                          kinds: Sequence[str],
+                          columns: Sequence[tuple[str, int, int]]) -> dict:
+  """Mean/std per (class, attribute) over every slot of the class (e.g.
+  "car.yaw" over all the cars of all scenes); ``classes[i]`` is slot i's
+  class."""
+  values: dict[tuple[str, int], list] = {}
+  for _, n, j in columns:
+    values.setdefault((classes[n], j), []).append(attrs[:, n, j][mask[:, n]])
+  return {f"{cls}.{names[j]}": _moments(np.concatenate(v), kinds[j])
+          for (cls, j), v in values.items() if sum(map(len, v))}
+
+
+def _moments(v: np.ndarray, kind: str) -> dict:
+  """Mean and std of values ``v``; circular for angles."""
+  if kind == "angle":
+    r = np.deg2rad(v)
+    c, s = np.cos(r).mean(), np.sin(r).mean()
+    resultant = min(max(np.hypot(c, s), 1e-12), 1.0)
+    mean = float(np.rad2deg(np.arctan2(s, c)))
+    std = float(np.rad2deg(np.sqrt(-2 * np.log(resultant))))
+  else:
+    mean, std = float(v.mean()), float(v.std())
+  return {"mean": mean, "std": std, "kind": kind}
 
 
 def angle_error(a: float, b: float) -> float:
@@ -165,6 +183,11 @@ def write_summary(path: str, summary: Mapping[str, Any], command: str,
     lines += [f"## Seed {seed}", "",
               f"![samples](grid_seed{seed}.png)", "",
               f"![curves](curves_seed{seed}.png)", ""]
+    pred = f"predictions_seed{seed}.png"
+    if os.path.isfile(os.path.join(os.path.dirname(path), pred)):
+      lines += ["Each row's task network on the same test images "
+                "(detections red, ground truth green):", "",
+                f"![predictions]({pred})", ""]
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     f.write("\n".join(lines))

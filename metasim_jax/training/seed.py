@@ -18,9 +18,9 @@ from metasim_jax import io
 from metasim_jax import keys as keys_lib
 from metasim_jax.features import MMDTarget
 from metasim_jax.pipeline import Pipeline
+from metasim_jax.schedule import StageSpec
 from metasim_jax.tasknet import HostTrainer
 from metasim_jax.training import checkpoint, starts, steps, tb_writer
-from metasim_jax.training.schedule import StageSpec
 from metasim_jax.types import LabeledSet, MetaSimState
 
 # Reported name -> scene source: the oracle trains on the target's own

@@ -34,8 +34,9 @@ from metasim_jax import features as features_lib
 from metasim_jax import io
 from metasim_jax import parallel
 from metasim_jax import pipeline as pipeline_lib
-from metasim_jax.training import (checkpoint, evaluation, report, schedule,
-                                  stages, steps, tb_writer)
+from metasim_jax import schedule
+from metasim_jax.training import (checkpoint, evaluation, report, stages,
+                                  steps, tb_writer)
 from metasim_jax.training.seed import Phase, SeedRun, Setup
 
 TB_DIRNAME = "tb"
@@ -176,7 +177,7 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
     ph = pipe.for_groups(spec.groups, config.mmd.hold_weight)
     if spec.objective == "mmd":
       step = steps.make_mmd_step(ph, mmd_tx)
-      n = config.mmd.steps
+      n = config.mmd.steps if spec.steps is None else spec.steps
     else:
       step = steps.make_task_step(
           ph, gen_tx, task_tx, num_scenes=config.task.num_scenes,
@@ -187,7 +188,7 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
           baseline_decay=config.task.baseline_decay,
           reward=config.task.reward, fixed_task_init=config.task.fixed_init,
           noise=config.task.noise, inner_loop=config.task.inner_loop)
-      n = config.task.steps
+      n = config.task.steps if spec.steps is None else spec.steps
     phases.append(Phase(
         spec=spec, pipe=ph, step=step,
         mmd_eval=steps.make_mmd_eval(ph, config.mmd.select_batch),

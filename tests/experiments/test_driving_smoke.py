@@ -45,6 +45,9 @@ def test_the_run_wrote_its_pictures_and_attribute_report(smoke):
   seed = summary["per_seed"][0]
   assert (workdir / "grid_seed0.png").stat().st_size > 0
   assert (workdir / "curves_seed0.png").stat().st_size > 0
+  # Detections of each row's detector (prior, cars, last stage, oracle).
+  assert (workdir / "predictions_seed0.png").stat().st_size > 0
+  assert "predictions_seed0.png" in (workdir / "summary.md").read_text()
   stats = seed["attribute_stats"]
   names = set(stats["metasim"])
   assert any(n.endswith("camera[0].fov") for n in names)

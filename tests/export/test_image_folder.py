@@ -11,6 +11,7 @@ import json
 import os
 import types
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -103,8 +104,7 @@ def hand_batch() -> LabeledBatch:
 
 
 def rows(b: LabeledBatch, lo: int, hi: int) -> LabeledBatch:
-  return LabeledBatch(**{k: getattr(b, k)[lo:hi]
-                         for k in LabeledBatch.__dataclass_fields__})
+  return jax.tree.map(lambda x: x[lo:hi], b)
 
 
 def export(cls, out_dir):

@@ -12,7 +12,7 @@ import pytest
 from experiments.configs import driving as driving_config
 from metasim_jax import grammar as grammar_lib
 from metasim_jax import pipeline as pipeline_lib
-from metasim_jax.training import schedule
+from metasim_jax import schedule
 
 PRIOR = os.path.join(os.path.dirname(driving_config.__file__), "driving",
                      "prior.json")
@@ -41,6 +41,11 @@ def test_the_papers_schedule_parses_into_named_rows(grammar):
   assert stages[3].groups is None  # every mutable attribute
 
 
+def test_a_stage_may_set_its_own_number_of_steps(grammar):
+  stages = schedule.parse("cars:mmd:60; all:mmd", grammar)
+  assert [s.steps for s in stages] == [60, None]  # None: config.mmd.steps
+
+
 def test_default_schedule_is_mmd_then_task(grammar):
   assert [s.name for s in schedule.parse("", grammar)] == ["mmd", "task"]
   assert [s.name for s in schedule.parse("", grammar, task=False)] == ["mmd"]
@@ -52,6 +57,8 @@ def test_default_schedule_is_mmd_then_task(grammar):
     ("cars+wheels:mmd", "wheels"),
     ("cars+cars:mmd", "not distinct"),
     ("cars:mmd;:task", "stage 2"),
+    ("cars:mmd:many", "'many' is not a count"),
+    ("cars:mmd:-3", "'-3' is not a count"),
 ])
 def test_bad_schedules_name_the_stage_and_the_problem(grammar, text, why):
   with pytest.raises(ValueError, match=why):

@@ -3,12 +3,13 @@ trains and with which objective (paper Sec. 4.3: the cars first, then
 + the camera, then + the context, with MMD; then the task loss).
 
 ``config.schedule`` is a string of ``;``-separated stages, each
-``GROUPS:OBJECTIVE``: GROUPS is ``all`` or group names of the grammar
-(``"group"`` of its mutable attributes) joined by ``+``; OBJECTIVE is
-``mmd`` (distribution matching, ``config.mmd``) or ``task`` (the task
-meta-objective, ``config.task``).  Example (the driving experiment)::
+``GROUPS:OBJECTIVE[:STEPS]``: GROUPS is ``all`` or group names of the
+grammar (``"group"`` of its mutable attributes) joined by ``+``; OBJECTIVE
+is ``mmd`` (distribution matching, ``config.mmd``) or ``task`` (the task
+meta-objective, ``config.task``); STEPS overrides ``mmd.steps`` /
+``task.steps`` for that stage.  Example (the driving experiment)::
 
-  cars:mmd; cars+camera:mmd; cars+camera+context:mmd
+  cars:mmd:60; cars+camera:mmd:80; cars+camera+context:mmd:160
 
 The empty string is the one-stage-per-objective schedule of the MNIST and
 Aerial2D experiments: every mutable attribute, MMD (``mmd.steps``, if
@@ -37,11 +38,13 @@ class StageSpec:
     groups: the grammar groups it trains; None for every mutable
       attribute ("all", and the default schedule).
     objective: "mmd" or "task".
+    steps: its number of steps, or None for the objective's config value.
   """
   name: str
   label: str
   groups: tuple[str, ...] | None
   objective: str
+  steps: int | None = None
 
 
 def parse(text: str, grammar: Grammar, *, mmd: bool = True,
@@ -58,9 +61,18 @@ def parse(text: str, grammar: Grammar, *, mmd: bool = True,
     where = f"config.schedule stage {i + 1} ({part!r})"
     groups_text, sep, objective = part.partition(":")
     if not sep or not groups_text.strip():
-      raise ValueError(f"{where}: expected GROUPS:OBJECTIVE, e.g. "
-                       "'cars+camera:mmd'")
-    objective = objective.strip()
+      raise ValueError(f"{where}: expected GROUPS:OBJECTIVE[:STEPS], e.g. "
+                       "'cars+camera:mmd' or 'cars:mmd:60'")
+    objective, _, steps_text = objective.partition(":")
+    objective, steps = objective.strip(), None
+    if steps_text.strip():
+      try:
+        steps = int(steps_text)
+      except ValueError:
+        steps = -1
+      if steps < 0:
+        raise ValueError(f"{where}: STEPS {steps_text.strip()!r} is not a "
+                         "count >= 0")
     if objective not in OBJECTIVES:
       raise ValueError(f"{where}: objective {objective!r} is not one of "
                        f"{OBJECTIVES}")
@@ -81,7 +93,7 @@ def parse(text: str, grammar: Grammar, *, mmd: bool = True,
     if label in [s.label for s in stages]:
       label = f"{label} ({i + 1})"
     stages.append(StageSpec(f"s{i + 1}_{objective}", label, groups,
-                            objective))
+                            objective, steps))
     previous = dataclasses.replace(
         stages[-1], groups=groups if groups is not None else everything)
   return tuple(stages)
