@@ -58,10 +58,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.mean_over = ()
   c.canvas = {"height": 32, "width": 32, "channels": 1}
 
-  # spread: a learned log-scale per (class, attribute) about the prior's
-  # centre (metasim_jax/transformer/gcn.py), so spreads can shrink or grow.
+  # affine: a learned shift and log-scale per (class, attribute) about the
+  # prior's centre (metasim_jax/transformer/gcn.py): means and spreads move
+  # through one parameter each.
   c.transformer = {"hidden": 64, "encoder_layers": 2, "decoder_layers": 2,
-                   "spread": False}
+                   "affine": False}
   c.pretrain = {"steps": 200, "batch_size": 64, "lr": 3e-3}
   # All the arguments of metasim_jax.features.create; "pyramid" reads
   # levels and sigma, "local_stats" levels, num_filters, filter_size, seed

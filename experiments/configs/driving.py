@@ -50,7 +50,7 @@ def get_config(arg: str = "default"):
   c.detection = {"min_height": ()}
 
   c.pretrain.steps = 300
-  c.transformer.spread = True  # the target's spreads differ from the prior's
+  c.transformer.affine = True  # per-class shift and spread
   # Steps per stage: the last stage trains every group together (the
   # result); the earlier ones are the paper's warm-up order.
   c.schedule = "cars:mmd:60;cars+camera:mmd:80;cars+camera+context:mmd:160"

@@ -78,7 +78,7 @@ def upgrade_config(saved: dict) -> dict:
   ``task_type``, ``renderer``, ``label``,
   ``mean_over`` and the grammar-file keys with their former values;
   ``task.inner_loop``, ``parallel``, ``renderer_options``, ``schedule``,
-  ``mmd.hold_weight``, ``features.grid`` and ``transformer.spread`` with
+  ``mmd.hold_weight``, ``features.grid`` and ``transformer.affine`` with
   their defaults)."""
   c = copy.deepcopy(saved)
   c.setdefault("name", "")
@@ -103,7 +103,7 @@ def upgrade_config(saved: dict) -> dict:
     mmd["median_multiples"] = mmd.pop("bandwidths")
   mmd.setdefault("hold_weight", 1.0)
   c.setdefault("schedule", "")
-  c.setdefault("transformer", {}).setdefault("spread", False)
+  c.setdefault("transformer", {}).setdefault("affine", False)
   c.setdefault("features", {}).setdefault("grid", (1, 1))
   return c
 

@@ -140,20 +140,23 @@ def decode(features: jax.Array, like: jax.Array, grammar: Grammar) -> jax.Array:
 
 
 def apply_head(head: jax.Array, attrs: jax.Array, grammar: Grammar,
-               log_spread: jax.Array | None = None
+               affine: tuple[jax.Array, jax.Array] | None = None
                ) -> tuple[jax.Array, dict[int, jax.Array]]:
   """Transformer head [B, N, H] -> (new attrs [B, N, A], logits by column).
 
   Only attributes marked mutable change; all others are copied exactly.
   Logits are returned for categorical columns that are mutable somewhere.
-  ``log_spread`` [classes, A] (optional): continuous and angle values are
-  first scaled about the prior's centre (``Grammar.centre``) by
-  ``exp(log_spread)`` of their slot's class.
+  ``affine`` = (log_spread, shift), each [classes, A] (optional):
+  continuous and angle values are first scaled about the prior's centre
+  (``Grammar.centre``) by ``exp(log_spread)`` of their slot's class and
+  moved by its ``shift`` (head units: normalised, or angle / 180).
   """
   lay = layout(grammar)
   cols, logits = [], {}
-  scale = (None if log_spread is None
-           else jnp.exp(log_spread[class_ids(grammar)]))  # [N, A]
+  scale = shift = None
+  if affine is not None:
+    ids = class_ids(grammar)
+    scale, shift = jnp.exp(affine[0][ids]), affine[1][ids]  # [N, A]
   for j, kind in enumerate(grammar.attr_kinds):
     start, width = lay.head[j]
     x = attrs[..., j]
@@ -162,14 +165,14 @@ def apply_head(head: jax.Array, attrs: jax.Array, grammar: Grammar,
       u = _normalise(x, lo, hi)
       if scale is not None:
         c = _normalise(grammar.centre[:, j], lo, hi)
-        u = c + scale[:, j] * (u - c)
+        u = c + scale[:, j] * (u - c) + shift[:, j]
       # Stay inside the attribute's range, as the prior's samples do.
       v = _denormalise(soft_bound(u + head[..., start]), lo, hi)
     elif kind == "angle":
       a = x
       if scale is not None:
         c = grammar.centre[:, j]
-        a = c + scale[:, j] * wrap_angle(x - c)
+        a = c + scale[:, j] * wrap_angle(x - c) + 180.0 * shift[:, j]
       v = wrap_angle(a + 180.0 * head[..., start])
     elif kind == "categorical":
       k = int(grammar.num_cats[j])

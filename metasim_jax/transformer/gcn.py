@@ -9,13 +9,15 @@ Messages from and to slots that hold no node are dropped.  An encoder stack
 maps node features to a latent per node, a decoder stack maps it back, and a
 linear head predicts the per-attribute change (see ``scene_graph.encoding``).
 
-With ``spread=True`` the transformer also holds one log-scale per (class,
-attribute), ``log_spread``: each value's deviation from the prior's centre
-is scaled by ``exp(log_spread)`` before the head's change is added, so a
-distribution's spread can shrink or grow through one well-conditioned
-parameter (the GCN alone mostly learns shifts: contracting every value
-towards a centre needs a change proportional to the value, which its
-gradient signal rarely finds).  Zero-initialised: the identity.
+With ``affine=True`` the transformer also holds, per (class, attribute),
+a log-scale ``log_spread`` and a shift ``class_shift``: each value's
+deviation from the prior's centre is scaled by ``exp(log_spread)`` and the
+class's shift is added before the head's change, so a class's spread and
+mean each move through one well-conditioned parameter.  The GCN alone
+learns neither well: contracting every value towards a centre needs a
+change proportional to the value, and a class's shift must come through
+the shared layers from its one-hot, where the per-slot gradients of a
+small object's attributes mostly cancel.  Zero-initialised: the identity.
 """
 
 from __future__ import annotations
@@ -59,12 +61,13 @@ class DistributionTransformer(nn.Module):
   hidden: int = 64
   encoder_layers: int = 2
   decoder_layers: int = 2
-  spread_shape: tuple[int, int] | None = None  # (classes, attributes)
+  affine_shape: tuple[int, int] | None = None  # (classes, attributes)
 
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple) -> jax.Array:
-    if self.spread_shape is not None:  # read by ``transform``
-      self.param("log_spread", nn.initializers.zeros, self.spread_shape)
+    if self.affine_shape is not None:  # read by ``transform``
+      self.param("log_spread", nn.initializers.zeros, self.affine_shape)
+      self.param("class_shift", nn.initializers.zeros, self.affine_shape)
     x, mask = graph.nodes["features"], graph.nodes["mask"]
     h = nn.relu(nn.Dense(self.hidden, name="embed")(x))
     for i in range(self.encoder_layers):
@@ -78,12 +81,12 @@ class DistributionTransformer(nn.Module):
 
 
 def build(grammar: Grammar, hidden: int = 64, encoder_layers: int = 2,
-          decoder_layers: int = 2, spread: bool = False
+          decoder_layers: int = 2, affine: bool = False
           ) -> DistributionTransformer:
   return DistributionTransformer(
       head_dim=encoding.layout(grammar).head_dim, hidden=hidden,
       encoder_layers=encoder_layers, decoder_layers=decoder_layers,
-      spread_shape=((len(grammar.classes), grammar.num_attrs) if spread
+      affine_shape=((len(grammar.classes), grammar.num_attrs) if affine
                     else None))
 
 
@@ -99,8 +102,9 @@ def transform(params, model: DistributionTransformer, grammar: Grammar,
   out = model.apply({"params": params},
                     graph_lib.to_graphs_tuple(scene, grammar))
   head = out.reshape(b, grammar.num_slots, -1)
-  attrs, logits = encoding.apply_head(head, scene.attrs, grammar,
-                                      params.get("log_spread"))
+  affine = (None if "log_spread" not in params
+            else (params["log_spread"], params["class_shift"]))
+  attrs, logits = encoding.apply_head(head, scene.attrs, grammar, affine)
   return scene.replace(attrs=attrs), logits
 
 

@@ -87,9 +87,9 @@ def test_spread_scales_deviations_from_the_prior_centre(grammar, pools):
   distance to its prior centre (continuous and angle); zero is the
   identity."""
   s = sample(jax.random.key(0), grammar, 64, pools)
-  model = transformer.build(grammar, hidden=16, spread=True)
+  model = transformer.build(grammar, hidden=16, affine=True)
   params = transformer.init(jax.random.key(1), model, grammar, s)
-  params = jax.tree.map(jnp.zeros_like, params)  # zero head, zero spread
+  params = jax.tree.map(jnp.zeros_like, params)  # zero head, no affine
   same, _ = transformer.transform(params, model, grammar, s)
   np.testing.assert_allclose(same.attrs, s.attrs, atol=1e-4)
   params["log_spread"] = jnp.full_like(params["log_spread"], np.log(0.5))
@@ -108,3 +108,29 @@ def test_spread_scales_deviations_from_the_prior_centre(grammar, pools):
         - c[rows, j])
     np.testing.assert_allclose(after[inside], 0.5 * before[inside],
                                rtol=1e-3, atol=1e-3)
+
+
+def test_class_shift_moves_every_value_of_the_class(grammar, pools):
+  """class_shift = 0.1 (head units) with zero spread and head: continuous
+  values move by 0.1 of half their range, angles by 18 degrees."""
+  s = sample(jax.random.key(0), grammar, 32, pools)
+  model = transformer.build(grammar, hidden=16, affine=True)
+  params = transformer.init(jax.random.key(1), model, grammar, s)
+  params = jax.tree.map(jnp.zeros_like, params)
+  params["class_shift"] = jnp.full_like(params["class_shift"], 0.1)
+  new, _ = transformer.transform(params, model, grammar, s)
+  for j, kind in enumerate(grammar.attr_kinds):
+    rows = grammar.mutable[:, j]
+    if not rows.any() or kind not in ("continuous", "angle"):
+      continue
+    moved = np.asarray(new.attrs)[:, rows, j] - np.asarray(s.attrs)[:, rows, j]
+    if kind == "angle":
+      np.testing.assert_allclose((moved + 180.0) % 360.0 - 180.0, 18.0,
+                                 atol=1e-3)
+    else:
+      half = 0.5 * (grammar.high[rows, j] - grammar.low[rows, j])
+      inside = np.abs(np.asarray(s.attrs)[:, rows, j]
+                      - grammar.centre[rows, j]) < 0.5 * half
+      np.testing.assert_allclose(moved[inside], (0.1 * half[None]
+                                                 * np.ones_like(moved))[inside],
+                                 rtol=1e-3, atol=1e-3)
