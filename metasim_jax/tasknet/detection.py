@@ -494,12 +494,16 @@ def detection_task(config, prior: Grammar,
 
   The difficulties' minimum box heights are ``config.detection.min_height``
   (px) if set, else KITTI's scaled to the image height
-  (``detection_ap.scaled_min_height``: 10.2 / 6.4 / 6.4 px at 96 px).
+  (``detection_ap.scaled_min_height``: 10.2 / 6.4 / 6.4 px at 96 px);
+  KITTI's own without a config.
   """
   del semantic_names
-  heights = tuple(config.get("detection", {}).get("min_height", ()) or ())
-  if not heights:
-    heights = detection_ap.scaled_min_height(config.canvas["height"])
+  heights = ()
+  if config is not None:
+    heights = tuple(config.get("detection", {}).get("min_height", ()) or ())
+    if not heights:
+      heights = detection_ap.scaled_min_height(config.canvas["height"])
+  heights = heights or detection_ap.MIN_HEIGHT
   if len(heights) != len(detection_ap.DIFFICULTIES) or min(heights) < 0:
     raise ValueError(f"config.detection.min_height must be 3 heights >= 0 "
                      f"(easy, moderate, hard), got {heights}")

@@ -262,6 +262,22 @@ def test_difficulty():
                                 [0, 1, 1, -1, 1, 2, -1, -1])
 
 
+def test_min_heights_scale_with_the_image_height():
+  """KITTI's 40 / 25 / 25 px are for 375-px images: at 96 px they are
+  10.24 / 6.4 / 6.4 px, and a 12-px-high car counts as Easy there (it is
+  ignored with KITTI's own heights).  One GT: the devkit's AP11 is 1/11,
+  its AP40 0 (see the capped case above)."""
+  assert ap.scaled_min_height(375) == ap.MIN_HEIGHT
+  np.testing.assert_allclose(ap.scaled_min_height(96), (10.24, 6.4, 6.4))
+  small = [image([car(0, height=12.0)], [det(0, 0.9, height=12.0)])]
+  scaled = run(small, min_height=ap.scaled_min_height(96))
+  assert scaled["easy"]["num_gt"] == 1
+  np.testing.assert_allclose(scaled["easy"]["ap11"], 100 / 11)
+  assert run(small)["easy"]["num_gt"] == 0
+  with pytest.raises(ValueError, match="min_height"):
+    run(small, min_height=(10.0, 6.0))
+
+
 @pytest.mark.parametrize("mutate,match", [
     (lambda g, d: g.update(boxes=np.array([[10.0, 0, 5, 50]])), "x0 <= x1"),
     (lambda g, d: d.update(boxes=np.array([[0.0, 50, 5, 10]])), "y0 <= y1"),
