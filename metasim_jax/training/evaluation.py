@@ -73,7 +73,9 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
                     if tv["kind"] == "angle" else abs(mv - tv["mean"]))
   run.read_clock()
   sec = run.record["seconds"]
-  training = sum(sec.get(s, 0.0) for s in ("pretrain", "mmd", "task"))
+  by_objective = {o: sum(sec.get(p.name, 0.0) for p in setup.phases
+                         if p.spec.objective == o) for o in ("mmd", "task")}
+  training = sec.get("pretrain", 0.0) + sum(by_objective.values())
   out = {
       "seed": run.seed,
       f"test_{head}": {s: results[s][head] for s in SOURCES},
@@ -86,8 +88,10 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
       "attribute_mean_error": errors,
       "mmd_start_selection": run.record["selection"],
       "selected_start": run.record["best"],
-      "seconds": {"mmd_stage": sec.get("mmd", 0.0),
-                  "task_stage": sec.get("task", 0.0),
+      "seconds": {"mmd_stage": by_objective["mmd"],
+                  "task_stage": by_objective["task"],
+                  "per_stage": {p.spec.label: sec.get(p.name, 0.0)
+                                for p in setup.phases},
                   "training_total": training,
                   "with_evaluation": training + sec.get("eval", 0.0)},
       "curves": run.record["curves"],

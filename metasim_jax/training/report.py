@@ -150,8 +150,10 @@ def write_summary(path: str, summary: Mapping[str, Any], command: str,
   metrics = [k for k in means["prior"] if k.startswith("iou_")]
   if "stages" in s:  # an explicit schedule: one row per stage
     per_stage = s["test_metrics_per_stage_mean"]
-    cols = [k for k in means["prior"] if k.startswith(("ap", "iou_"))
-            ] or [head]
+    order = {d: i for i, d in enumerate(("easy", "moderate", "hard"))}
+    cols = sorted((k for k in means["prior"] if k.startswith(("ap", "iou_"))),
+                  key=lambda k: (k.split("_")[0],
+                                 order.get(k.split("_")[-1], 9), k)) or [head]
     lines += ["", "Every stage of the schedule, mean over seeds (%):", "",
               "| trained on | " + " | ".join(cols) + " |",
               "|---|" + "---|" * len(cols)]
