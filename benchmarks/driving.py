@@ -21,7 +21,8 @@ from experiments.configs import driving as driving_config
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import schedule
 from metasim_jax.features import MMDTarget
-from metasim_jax.tasknet import train as train_lib
+from metasim_jax.tasknet.train import init as init_tasknet
+from metasim_jax.tasknet.train import make_step
 from metasim_jax.training import steps as steps_lib
 
 _WORKERS = flags.DEFINE_integer("workers", 2, "moderngl server processes.")
@@ -58,9 +59,9 @@ def main(argv):
   images, targets = pipe.images_and_targets(jax.random.key(0), batch, pools,
                                             None, "prior")
   tx = steps_lib.adam(config.eval.lr)
-  carry = train_lib.init(jax.random.key(1), pipe.tasknet, tx,
+  carry = init_tasknet(jax.random.key(1), pipe.tasknet, tx,
                          pipe.input_shape)
-  step = jax.jit(train_lib.make_step(
+  step = jax.jit(make_step(
       pipe.tasknet, pipe.task.loss, tx, lambda k: (images, targets)),
       donate_argnums=0)
   holder = [carry]
@@ -73,9 +74,9 @@ def main(argv):
         f"{1.0 / t:.2f} steps/s ({t * 1e3:.0f} ms)")
   trainer = pipe.task_trainer(tx, steps=_DET_STEPS.value, batch=batch,
                               source="prior")
-  trainer.run(jax.random.key(3), None, pools)  # compile
+  jax.block_until_ready(trainer.run(jax.random.key(3), None, pools))
   t0 = time.perf_counter()
-  trainer.run(jax.random.key(4), None, pools)
+  jax.block_until_ready(trainer.run(jax.random.key(4), None, pools))
   t = (time.perf_counter() - t0) / _DET_STEPS.value
   print(f"detector training step with fresh scenes rendered through the "
         f"bridge: {1.0 / t:.2f} steps/s ({t * 1e3:.0f} ms)")
