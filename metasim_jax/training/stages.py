@@ -109,7 +109,7 @@ def match(setup: Setup, run: SeedRun, phase: Phase, params, state,
   total = phase.steps
   probe_every = config.eval.probe_every if total else 0
   x0, prefix = _curve_axis(setup, phase)
-  probe_label = f"{prefix}Meta-Sim (MMD)" if prefix else "Meta-Sim (MMD)"
+  probe_label = f"{prefix}Meta-Sim (MMD)"
   if state is None:
     state = run.mmd_state(params, phase)
     if probe_every:
