@@ -1,7 +1,8 @@
 """The driving experiment's costs: the detector's training steps per second
 (batch 16, 96 x 312) and seconds per MMD step with finite differences
 through the renderer bridge (batch 16, moderngl servers), per stage of the
-schedule (cars; + camera; + context).
+schedule (cars; + camera; + context), with the configured MMD features
+(local statistics and the learned detector block).
 
   python -m benchmarks.driving [--workers=2] [--repeats=5]
 
@@ -20,6 +21,7 @@ from absl import app, flags
 from experiments.configs import driving as driving_config
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import schedule
+from metasim_jax import task_features
 from metasim_jax.features import MMDTarget
 from metasim_jax.tasknet.train import init as init_tasknet
 from metasim_jax.tasknet.train import make_step
@@ -47,8 +49,12 @@ def main(argv):
   config = driving_config.get_config()
   config.renderer_options.workers = _WORKERS.value
   config.splits = {"real": 200, "val": 16, "test": 16}
+  # The learned feature block costs the same whatever it learned: a few
+  # steps on V make it (config.task_features.steps only sets quality).
+  config.task_features.steps = min(config.task_features.steps, 5)
   pipe, feat_params = pipeline_lib.build(config)
   pools, sets = pipeline_lib.build_data(config, pipe)
+  pipe, feat_params = task_features.build(config, pipe, feat_params, sets)
   batch = config.eval.batch_size
   h, w = config.canvas.height, config.canvas.width
   print(f"driving, {w}x{h}, batch {batch}; renderer bridge "

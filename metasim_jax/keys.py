@@ -4,7 +4,8 @@ Every random draw is a function of a seed and a *named* path, never of a
 key used for two things:
 
 * ``root(seed, purpose)``: the root key of a seed for one purpose
-  (``PURPOSES``: training runs, target data, dataset export), so that
+  (``PURPOSES``: training runs, target data, dataset export, learned
+  features), so that
   ``--seed=1234`` and ``config.data_seed=1234`` never share draws, and no
   seed's key is built from another seed's (``key(10_000 + seed)`` style).
 * ``Streams(root, names)``: named streams split once from a root;
@@ -22,7 +23,7 @@ from typing import Sequence
 
 import jax
 
-PURPOSES = ("train", "data", "export")
+PURPOSES = ("train", "data", "export", "features")
 
 
 class KeyReuseError(RuntimeError):

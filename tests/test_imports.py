@@ -21,7 +21,7 @@ LAYERS = [
     {"features"},
     {"tasknet"},
     {"data"},
-    {"pipeline", "schedule"},
+    {"pipeline", "schedule", "task_features"},
     {"training", "export"},
 ]
 SIDE_BY_SIDE = {("training", "export"), ("export", "training")}

@@ -73,6 +73,12 @@ def get_config() -> ml_collections.ConfigDict:
                 "inception_weights": "", "inception_layer": "Mixed_5d",
                 "inception_resize": 128}
 
+  # Learned MMD features (metasim_jax/task_features.py): the task network
+  # trained on V for `steps` steps (0: off), its output maps pooled over
+  # `grid` cells, a block of weight `weight` beside config.features.
+  c.task_features = {"steps": 0, "batch": 16, "lr": 2e-3, "grid": (1, 1),
+                     "weight": 1.0}
+
   # Distribution matching: MMD^2 between the features of generated and
   # real images, from num_starts starts (the one with the lowest MMD^2 on
   # select_batch fresh scenes is kept).

@@ -78,8 +78,8 @@ def upgrade_config(saved: dict) -> dict:
   ``task_type``, ``renderer``, ``label``,
   ``mean_over`` and the grammar-file keys with their former values;
   ``task.inner_loop``, ``parallel``, ``renderer_options``, ``schedule``,
-  ``mmd.hold_weight``, ``features.grid`` and ``transformer.affine`` with
-  their defaults)."""
+  ``mmd.hold_weight``, ``features.grid``, ``transformer.affine`` and
+  ``task_features`` with their defaults)."""
   c = copy.deepcopy(saved)
   c.setdefault("name", "")
   c.setdefault("world", c.pop("dataset", "mnist"))
@@ -105,6 +105,8 @@ def upgrade_config(saved: dict) -> dict:
   c.setdefault("schedule", "")
   c.setdefault("transformer", {}).setdefault("affine", False)
   c.setdefault("features", {}).setdefault("grid", (1, 1))
+  c.setdefault("task_features", {"steps": 0, "batch": 16, "lr": 2e-3,
+                                 "grid": (1, 1), "weight": 1.0})
   return c
 
 

@@ -279,6 +279,15 @@ def detection_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
   return combine(loss_terms(logits, targets))
 
 
+def detection_maps(logits: jax.Array) -> jax.Array:
+  """[B, H/4, W/4, 3]: the centre probability p and p times each log box
+  size (pooled over an area: how many cars are there, and how wide and tall
+  they are; smooth in the image, unlike decoded boxes)."""
+  _check_logits(logits)
+  p = jax.nn.sigmoid(logits[..., :1].astype(jnp.float32))
+  return jnp.concatenate([p, p * logits[..., 1:3].astype(jnp.float32)], -1)
+
+
 # --------------------------------------------------------------- decoding
 def decode(logits: jax.Array, top_k: int = TOP_K
            ) -> tuple[jax.Array, jax.Array]:
@@ -459,6 +468,9 @@ class Detection:
   def score(self, params, model, data: LabeledSet):
     return evaluate(params, model, data.images, data.labels, top_k=self.top_k,
                     min_height=self.min_height)
+
+  def feature_maps(self, logits):
+    return detection_maps(logits)
 
   def describe(self, metrics):
     def row(t):

@@ -64,6 +64,11 @@ class Task(Protocol):
                 test: LabeledSet) -> GridRows:
     """Titled image rows [n, H, W, C] of the sample grid."""
 
+  def feature_maps(self, logits: jax.Array) -> jax.Array:
+    """What the task network sees in an image, as smooth maps [B, h, w, F]
+    (or [B, F]) of its outputs: the learned MMD features
+    (``metasim_jax/task_features.py``) pool them."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Classification:
@@ -83,6 +88,9 @@ class Classification:
 
   def score(self, params, model, data: LabeledSet):
     return evaluate(params, model, data.images, data.labels)
+
+  def feature_maps(self, logits):
+    return jax.nn.softmax(logits, -1)  # class probabilities [B, K]
 
   def describe(self, metrics):
     return ""
@@ -138,6 +146,9 @@ class Segmentation:
   def score(self, params, model, data):
     return segmentation.evaluate(params, model, data.images, data.labels,
                                  self.class_names, self.mean_over)
+
+  def feature_maps(self, logits):
+    return jax.nn.softmax(logits, -1)  # class probabilities per pixel
 
   def describe(self, metrics):
     return "IoU " + " ".join(f"{n}={metrics['iou_' + n]:.3f}"

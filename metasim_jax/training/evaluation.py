@@ -66,11 +66,12 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
              for s in SOURCES}
   stats, by_class, dist, values = distribution_report(setup, params,
                                                      run.keys("stats"))
-  errors = {}
+  errors, std_errors = {}, {}
   for name, tv in stats["target"].items():
     mv = stats["metasim"][name]["mean"]
     errors[name] = (report.angle_error(mv, tv["mean"])
                     if tv["kind"] == "angle" else abs(mv - tv["mean"]))
+    std_errors[name] = abs(stats["metasim"][name]["std"] - tv["std"])
   run.read_clock()
   sec = run.record["seconds"]
   by_objective = {o: sum(sec.get(p.name, 0.0) for p in setup.phases
@@ -86,6 +87,7 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
       "attribute_stats": stats,
       "attribute_stats_by_class": by_class,
       "attribute_mean_error": errors,
+      "attribute_std_error": std_errors,
       "mmd_start_selection": run.record["selection"],
       "selected_start": run.record["best"],
       "seconds": {"mmd_stage": by_objective["mmd"],

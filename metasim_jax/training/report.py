@@ -71,6 +71,39 @@ def angle_error(a: float, b: float) -> float:
   return float(abs((a - b + 180.0) % 360.0 - 180.0))
 
 
+def _distance(a: float, b: float, kind: str) -> float:
+  return angle_error(a, b) if kind == "angle" else abs(a - b)
+
+
+def moved(prior: float, metasim: float, target: float, kind: str) -> float:
+  """Fraction of the way from ``prior`` to ``target`` that ``metasim``
+  covers (1: at the target, 0: where the prior was, < 0: farther away)."""
+  gap = _distance(prior, target, kind)
+  return (float("nan") if gap == 0
+          else 1.0 - _distance(metasim, target, kind) / gap)
+
+
+def attribute_table(by_class: Mapping[str, Mapping[str, dict]]) -> list[str]:
+  """Markdown rows: per (class, attribute), mean ± std of the prior,
+  Meta-Sim and the target, and the fraction of the way each of the mean
+  and the std moved toward the target's (``moved``; "-" where the prior's
+  is within a tenth of the target's std of it: nothing to move)."""
+  lines = ["| attribute | prob. grammar | Meta-Sim | target | mean moved | "
+           "std moved |", "|---|---|---|---|---|---|"]
+  fmt = lambda d: f"{d['mean']:.2f} ± {d['std']:.2f}"
+  for name, t in by_class["target"].items():
+    p, m = by_class["prior"][name], by_class["metasim"][name]
+    cells = []
+    for stat, kind in (("mean", t["kind"]), ("std", "continuous")):
+      if _distance(p[stat], t[stat], kind) <= 0.1 * t["std"]:
+        cells.append("-")
+      else:
+        cells.append(f"{100 * moved(p[stat], m[stat], t[stat], kind):.0f} %")
+    lines.append(f"| {name} | {fmt(p)} | {fmt(m)} | {fmt(t)} | "
+                 f"{cells[0]} | {cells[1]} |")
+  return lines
+
+
 def save_grid(path: str, rows: Sequence[tuple[str, np.ndarray]],
               zoom: int = 3) -> None:
   """PNG grid: one titled row per [n, H, W, C] image array in [0, 1]."""
@@ -182,8 +215,12 @@ def write_summary(path: str, summary: Mapping[str, Any], command: str,
               "stopped run continues from them with `--resume`.", ""]
   for r in summary["per_seed"]:
     seed = r["seed"]
-    lines += [f"## Seed {seed}", "",
-              f"![samples](grid_seed{seed}.png)", "",
+    lines += [f"## Seed {seed}", ""]
+    if r.get("attribute_stats_by_class"):
+      lines += ["Mutable attributes per class (all slots of a class, "
+                "mean ± std; Meta-Sim: the last stage):", "",
+                *attribute_table(r["attribute_stats_by_class"]), ""]
+    lines += [f"![samples](grid_seed{seed}.png)", "",
               f"![curves](curves_seed{seed}.png)", ""]
     pred = f"predictions_seed{seed}.png"
     if os.path.isfile(os.path.join(os.path.dirname(path), pred)):

@@ -35,6 +35,7 @@ from metasim_jax import io
 from metasim_jax import parallel
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import schedule
+from metasim_jax import task_features
 from metasim_jax.training import (checkpoint, evaluation, report, stages,
                                   steps, tb_writer)
 from metasim_jax.training.seed import Phase, SeedRun, Setup
@@ -44,16 +45,19 @@ TB_DIRNAME = "tb"
 # Config values that must be in range, by kind: (dotted name, ...).
 _AT_LEAST_0 = ("pretrain.steps", "mmd.steps", "task.steps", "task.inner_steps",
                "eval.train_steps", "eval.probe_steps", "eval.probe_every",
-               "mmd.weight", "task.weight", "mmd.start_spread")
+               "mmd.weight", "task.weight", "mmd.start_spread",
+               "task_features.steps")
 _AT_LEAST_1 = ("pretrain.batch_size", "mmd.batch_size", "mmd.select_batch",
                "mmd.num_starts", "task.num_scenes", "task.inner_batch",
                "eval.batch_size", "eval.num_scenes", "eval.repeats",
-               "log_every", "curve_every", "checkpoint_every")
+               "log_every", "curve_every", "checkpoint_every",
+               "task_features.batch")
 # Batches split over the data devices (smaller ones are computed whole).
 _SPLIT_OVER_DEVICES = ("pretrain.batch_size", "mmd.batch_size",
                        "mmd.select_batch", "task.num_scenes",
                        "task.inner_batch", "eval.batch_size")
-_POSITIVE = ("pretrain.lr", "mmd.lr", "task.lr", "task.gen_lr", "eval.lr")
+_POSITIVE = ("pretrain.lr", "mmd.lr", "task.lr", "task.gen_lr", "eval.lr",
+             "task_features.lr", "task_features.weight")
 
 
 def _get(config: ml_collections.ConfigDict, name: str):
@@ -127,6 +131,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, command: str = "",
   pools, sets = pipeline_lib.build_data(config, pipe)
   logging.info("world %s: target sets %s", config.world,
                {k: len(v.labels) for k, v in sets.items()})
+  pipe, feat_params = task_features.build(config, pipe, feat_params, sets)
   feature_fn = jax.jit(pipe.feature_fn)
   target_mmd = features_lib.MMDTarget.create(
       feature_fn(feat_params, sets["real"].images),

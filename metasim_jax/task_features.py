@@ -1,0 +1,95 @@
+"""MMD features learned from the labelled validation set V.
+
+The paper's MMD compares lower Inception layers, pretrained on ImageNet;
+they cannot be downloaded here, and the offline random-filter statistics
+(``features/local_stats.py``) see the camera and the large surfaces of a
+driving scene but hardly its cars (``benchmarks/driving_landscape.py``).
+Meta-Sim is allowed to see V (the task objective scores on it), so a
+feature network may learn from it what matters to the task:
+
+  1. the task network is trained on V alone (``config.task_features.steps``
+     steps of ``batch`` images, Adam at ``lr``);
+  2. its outputs on an image become smooth maps (``Task.feature_maps``:
+     class probabilities; for detection the car-centre probability and the
+     box sizes there), pooled over the cells of ``grid``;
+  3. that block joins the configured features (``config.features``), each
+     block scaled by its median distance over X_R (``features/blocks.py``),
+     the learned one weighted by ``weight``.
+
+The MMD's gradient reaches the renderer through the network's image
+gradient (finite differences are taken in image space), so the learned
+block adds one forward and backward pass of a small network per MMD step.
+``steps = 0`` (the default) keeps the configured features alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from metasim_jax import keys
+from metasim_jax import tasknet as tasknet_lib
+from metasim_jax.features import blocks
+from metasim_jax.pipeline import Pipeline
+from metasim_jax.types import LabeledSet
+
+
+def train_on_set(pipe: Pipeline, data: LabeledSet, key: jax.Array, *,
+                 steps: int, batch: int, lr: float) -> tuple[Any, float]:
+  """(task-net params, last loss) trained on random minibatches of
+  ``data`` (its labels in the task's target layout)."""
+  n = len(data.labels)
+  if n < 1:
+    raise ValueError("task_features: the validation set is empty")
+  batch = min(batch, n)
+
+  def batch_fn(k, images, labels):
+    idx = jax.random.choice(k, n, (batch,), replace=False)
+    return images[idx], labels[idx]
+
+  tx = optax.chain(optax.clip_by_global_norm(1.0),
+                   optax.adam(optax.cosine_decay_schedule(lr, steps)))
+  trainer = tasknet_lib.HostTrainer(pipe.tasknet, pipe.task.loss, tx,
+                                    batch_fn, steps, pipe.input_shape)
+  params, loss = trainer.run(key, data.images, data.labels)
+  return params, float(loss)
+
+
+def learned_block(pipe: Pipeline, grid) -> blocks.FeatureFn:
+  """fn(task-net params, images) -> the task net's feature maps pooled over
+  the cells of ``grid`` (rows, cols)."""
+  model, task, grid = pipe.tasknet, pipe.task, tuple(grid)
+
+  def learned(p, images: jax.Array) -> jax.Array:
+    logits = model.apply({"params": p}, images, train=False)
+    return blocks.pool_maps(task.feature_maps(logits), grid)
+
+  return learned
+
+
+def build(config, pipe: Pipeline, feat_params, sets: dict[str, LabeledSet]
+          ) -> tuple[Pipeline, Any]:
+  """(pipeline, feature params) with the learned block added to the MMD
+  features if ``config.task_features.steps`` > 0; else unchanged."""
+  cfg = config.task_features
+  if not cfg.steps:
+    return pipe, feat_params
+  if cfg.weight <= 0:
+    raise ValueError(f"config.task_features.weight must be > 0, got "
+                     f"{cfg.weight}")
+  params, loss = train_on_set(
+      pipe, sets["val"], keys.root(config.data_seed, "features"),
+      steps=cfg.steps, batch=cfg.batch, lr=cfg.lr)
+  logging.info("task features: %s trained on V (%d images, %d steps), "
+               "loss %.4f", config.tasknet.name, len(sets["val"].labels),
+               cfg.steps, loss)
+  fp, fn = blocks.balanced([pipe.feature_fn, learned_block(pipe, cfg.grid)],
+                           [feat_params, params],
+                           jnp.asarray(sets["real"].images),
+                           [1.0, float(cfg.weight)])
+  return dataclasses.replace(pipe, feature_fn=fn), fp

@@ -1,0 +1,32 @@
+"""The attribute report: how far Meta-Sim moved each mean and spread."""
+
+import math
+
+import pytest
+
+from metasim_jax.training import report
+
+
+def test_moved_fractions_by_hand():
+  assert report.moved(0.0, 5.0, 10.0, "continuous") == pytest.approx(0.5)
+  assert report.moved(0.0, 10.0, 10.0, "continuous") == pytest.approx(1.0)
+  assert report.moved(0.0, -5.0, 10.0, "continuous") == pytest.approx(-0.5)
+  # Angles go the short way round: 170 -> -170 is 20 degrees.
+  assert report.moved(170.0, 180.0, -170.0, "angle") == pytest.approx(0.5)
+  assert math.isnan(report.moved(1.0, 2.0, 1.0, "continuous"))
+
+
+def test_attribute_table_rows():
+  stat = lambda m, s, k="continuous": {"mean": m, "std": s, "kind": k}
+  by_class = {
+      "prior": {"car.y": stat(-55.0, 20.0), "car.yaw": stat(0.0, 30.0, "angle")},
+      "metasim": {"car.y": stat(-65.0, 15.0), "car.yaw": stat(1.0, 4.0, "angle")},
+      "target": {"car.y": stat(-75.0, 10.0), "car.yaw": stat(0.2, 4.0, "angle")},
+  }
+  lines = report.attribute_table(by_class)
+  assert lines[0].startswith("| attribute |")
+  y = next(l for l in lines if l.startswith("| car.y "))
+  assert "-65.00 ± 15.00" in y and "| 50 % | 50 % |" in y
+  yaw = next(l for l in lines if l.startswith("| car.yaw "))
+  # The prior's yaw mean is within a tenth of the target's std: "-".
+  assert yaw.endswith("| - | 100 % |")
