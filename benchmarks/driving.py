@@ -54,7 +54,8 @@ def main(argv):
   config.task_features.steps = min(config.task_features.steps, 5)
   pipe, feat_params = pipeline_lib.build(config)
   pools, sets = pipeline_lib.build_data(config, pipe)
-  pipe, feat_params = task_features.build(config, pipe, feat_params, sets)
+  pipe, feat_params = task_features.build(config, pipe, feat_params, sets,
+                                          pools)
   batch = config.eval.batch_size
   h, w = config.canvas.height, config.canvas.width
   print(f"driving, {w}x{h}, batch {batch}; renderer bridge "

@@ -89,8 +89,10 @@ def main(argv):
   tf = config.task_features
   net, loss = task_features.train_on_set(
       pipe, sets["val"], keys.root(config.data_seed, "features"),
-      steps=tf.steps, batch=tf.batch, lr=tf.lr)
-  print(f"task net on V: {tf.steps} steps, last loss {loss:.3f}")
+      steps=tf.steps, batch=tf.batch, lr=tf.lr, synthetic=tf.synthetic,
+      pools=pools)
+  print(f"task net on V (+{tf.synthetic} prior scenes a batch): "
+        f"{tf.steps} steps, last loss {loss:.3f}")
   learned = task_features.learned_block(pipe, tf.grid)
   columns[f"task net {tf.grid[0]}x{tf.grid[1]}"] = (net, learned)
   columns["ls 3x4 + task net"] = blocks.balanced(

@@ -7,8 +7,12 @@ driving scene but hardly its cars (``benchmarks/driving_landscape.py``).
 Meta-Sim is allowed to see V (the task objective scores on it), so a
 feature network may learn from it what matters to the task:
 
-  1. the task network is trained on V alone (``config.task_features.steps``
-     steps of ``batch`` images, Adam at ``lr``);
+  1. the task network is trained on V (``config.task_features.steps``
+     steps of ``batch`` images, Adam at ``lr``), each batch joined by
+     ``synthetic`` fresh scenes of the prior with their ground truth, so
+     that it also responds to what the prior makes and the target lacks
+     (a detector trained on V alone misses cars turned sideways, and the
+     MMD then learns to hide wrong cars by turning them);
   2. its outputs on an image become smooth maps (``Task.feature_maps``:
      class probabilities; for detection the car-centre probability and the
      box sizes there), pooled over the cells of ``grid``;
@@ -39,18 +43,38 @@ from metasim_jax.pipeline import Pipeline
 from metasim_jax.types import LabeledSet
 
 
+def _pad_rows(labels: jax.Array, k: int) -> jax.Array:
+  """[B, K', F] object rows padded with zero rows (no object) to K >= K'
+  (the detection layout); other label shapes are returned as they are."""
+  if labels.ndim != 3 or labels.shape[1] >= k:
+    return labels
+  return jnp.pad(labels, ((0, 0), (0, k - labels.shape[1]), (0, 0)))
+
+
 def train_on_set(pipe: Pipeline, data: LabeledSet, key: jax.Array, *,
-                 steps: int, batch: int, lr: float) -> tuple[Any, float]:
+                 steps: int, batch: int, lr: float, synthetic: int = 0,
+                 pools=None) -> tuple[Any, float]:
   """(task-net params, last loss) trained on random minibatches of
-  ``data`` (its labels in the task's target layout)."""
+  ``data`` (its labels in the task's target layout), each joined by
+  ``synthetic`` fresh scenes of the prior with their ground truth (drawn
+  from ``pools``): the network then also knows what the prior's objects
+  look like, e.g. cars at every heading, not only the target's."""
   n = len(data.labels)
   if n < 1:
     raise ValueError("task_features: the validation set is empty")
-  batch = min(batch, n)
+  real = min(batch, n)
 
   def batch_fn(k, images, labels):
-    idx = jax.random.choice(k, n, (batch,), replace=False)
-    return images[idx], labels[idx]
+    k_real, k_syn = jax.random.split(k)
+    idx = jax.random.choice(k_real, n, (real,), replace=False)
+    x, y = images[idx], labels[idx]
+    if synthetic:
+      xs, ys = pipe.images_and_targets(k_syn, synthetic, pools, None, "prior")
+      width = max(y.shape[1], ys.shape[1]) if y.ndim == 3 else 0
+      x = jnp.concatenate([x, xs.astype(x.dtype)])
+      y = jnp.concatenate([_pad_rows(y, width),
+                           _pad_rows(ys.astype(y.dtype), width)])
+    return x, y
 
   tx = optax.chain(optax.clip_by_global_norm(1.0),
                    optax.adam(optax.cosine_decay_schedule(lr, steps)))
@@ -72,10 +96,12 @@ def learned_block(pipe: Pipeline, grid) -> blocks.FeatureFn:
   return learned
 
 
-def build(config, pipe: Pipeline, feat_params, sets: dict[str, LabeledSet]
-          ) -> tuple[Pipeline, Any]:
+def build(config, pipe: Pipeline, feat_params, sets: dict[str, LabeledSet],
+          pools=None) -> tuple[Pipeline, Any]:
   """(pipeline, feature params) with the learned block added to the MMD
-  features if ``config.task_features.steps`` > 0; else unchanged."""
+  features if ``config.task_features.steps`` > 0; else unchanged.
+  ``pools``: the grammar's pools, for ``config.task_features.synthetic``
+  prior scenes per batch."""
   cfg = config.task_features
   if not cfg.steps:
     return pipe, feat_params
@@ -84,10 +110,11 @@ def build(config, pipe: Pipeline, feat_params, sets: dict[str, LabeledSet]
                      f"{cfg.weight}")
   params, loss = train_on_set(
       pipe, sets["val"], keys.root(config.data_seed, "features"),
-      steps=cfg.steps, batch=cfg.batch, lr=cfg.lr)
-  logging.info("task features: %s trained on V (%d images, %d steps), "
-               "loss %.4f", config.tasknet.name, len(sets["val"].labels),
-               cfg.steps, loss)
+      steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, synthetic=cfg.synthetic,
+      pools=pools)
+  logging.info("task features: %s trained on V (%d images, %d steps, "
+               "+%d prior scenes a batch), loss %.4f", config.tasknet.name,
+               len(sets["val"].labels), cfg.steps, cfg.synthetic, loss)
   fp, fn = blocks.balanced([pipe.feature_fn, learned_block(pipe, cfg.grid)],
                            [feat_params, params],
                            jnp.asarray(sets["real"].images),

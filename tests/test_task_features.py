@@ -60,3 +60,17 @@ def test_learned_block_joins_the_features(problem):
   # The gradient reaches the images through the network.
   g = jax.grad(lambda x: new.feature_fn(fp, x)[:, -k:].sum())(real[:2])
   assert float(jnp.abs(g).max()) > 0
+
+
+def test_prior_scenes_join_the_batches(problem):
+  config, pipe, _, sets = problem
+  pools, _ = pipeline_lib.build_data(config, pipe)
+  key = keys.root(0, "features")
+  alone, _ = task_features.train_on_set(pipe, sets["val"], key, steps=2,
+                                        batch=8, lr=1e-3)
+  mixed, loss = task_features.train_on_set(
+      pipe, sets["val"], key, steps=2, batch=8, lr=1e-3, synthetic=4,
+      pools=pools)
+  assert np.isfinite(loss)
+  diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), alone, mixed)
+  assert max(jax.tree.leaves(diff)) > 0  # the prior's scenes were used

@@ -74,10 +74,11 @@ def get_config() -> ml_collections.ConfigDict:
                 "inception_resize": 128}
 
   # Learned MMD features (metasim_jax/task_features.py): the task network
-  # trained on V for `steps` steps (0: off), its output maps pooled over
-  # `grid` cells, a block of weight `weight` beside config.features.
-  c.task_features = {"steps": 0, "batch": 16, "lr": 2e-3, "grid": (1, 1),
-                     "weight": 1.0}
+  # trained on V for `steps` steps (0: off; batches of `batch` images of V
+  # and `synthetic` prior scenes), its output maps pooled over `grid`
+  # cells, a block of weight `weight` beside config.features.
+  c.task_features = {"steps": 0, "batch": 16, "synthetic": 0, "lr": 2e-3,
+                     "grid": (1, 1), "weight": 1.0}
 
   # Distribution matching: MMD^2 between the features of generated and
   # real images, from num_starts starts (the one with the lowest MMD^2 on
@@ -87,6 +88,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.mmd.steps = 300
   c.mmd.batch_size = 50
   c.mmd.lr = 1e-2
+  c.mmd.optimizer = "adam"  # or "sgd" (training/steps.py: optimizer)
   # Gaussian-kernel bandwidths as multiples of the median real-real
   # feature distance.
   c.mmd.median_multiples = (0.5, 1.0, 2.0, 4.0)

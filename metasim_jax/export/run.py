@@ -102,11 +102,12 @@ def upgrade_config(saved: dict) -> dict:
   if "bandwidths" in mmd:
     mmd["median_multiples"] = mmd.pop("bandwidths")
   mmd.setdefault("hold_weight", 1.0)
+  mmd.setdefault("optimizer", "adam")
   c.setdefault("schedule", "")
   c.setdefault("transformer", {}).setdefault("affine", False)
   c.setdefault("features", {}).setdefault("grid", (1, 1))
-  c.setdefault("task_features", {"steps": 0, "batch": 16, "lr": 2e-3,
-                                 "grid": (1, 1), "weight": 1.0})
+  c.setdefault("task_features", {"steps": 0, "batch": 16, "synthetic": 0,
+                                 "lr": 2e-3, "grid": (1, 1), "weight": 1.0})
   return c
 
 

@@ -280,12 +280,17 @@ def detection_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def detection_maps(logits: jax.Array) -> jax.Array:
-  """[B, H/4, W/4, 3]: the centre probability p and p times each log box
-  size (pooled over an area: how many cars are there, and how wide and tall
-  they are; smooth in the image, unlike decoded boxes)."""
+  """[B, H/4, W/4, 3]: the centre probability p, p times the log box
+  height and p times the log aspect ratio log(w / h).  Pooled over an area
+  they say how many objects are there, how large (a car's height: its
+  distance) and of what shape (a car's aspect: its heading; seen from
+  behind about 1.2, from the side 2-3), size and shape in channels of
+  their own.  Smooth in the image, unlike decoded boxes."""
   _check_logits(logits)
-  p = jax.nn.sigmoid(logits[..., :1].astype(jnp.float32))
-  return jnp.concatenate([p, p * logits[..., 1:3].astype(jnp.float32)], -1)
+  z = logits.astype(jnp.float32)
+  p = jax.nn.sigmoid(z[..., :1])
+  log_w, log_h = z[..., 1:2], z[..., 2:3]
+  return jnp.concatenate([p, p * log_h, p * (log_w - log_h)], -1)
 
 
 # --------------------------------------------------------------- decoding

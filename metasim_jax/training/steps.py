@@ -27,6 +27,7 @@ from metasim_jax.transformer import losses
 from metasim_jax.types import LabeledSet, MetaSimState
 
 REWARDS = ("score", "neg_loss")
+OPTIMIZERS = ("adam", "sgd")
 NOISES = ("per_scene", "per_dataset")
 
 
@@ -36,6 +37,31 @@ def adam(lr: float, clip: float = 1.0, decay_steps: int | None = None
   if decay_steps:
     lr = optax.cosine_decay_schedule(lr, decay_steps)
   return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr))
+
+
+def optimizer(name: str, lr: float, decay_steps: int | None = None
+              ) -> optax.GradientTransformation:
+  """The generator's MMD optimiser by name (``OPTIMIZERS``), clipped to
+  global norm 1, cosine decay to 0 over ``decay_steps``:
+
+  * ``adam``: every parameter moves at about ``lr`` a step whenever its
+    gradient keeps its sign, however small the gradient: fast, but a
+    near-zero, slightly biased gradient (a symmetric attribute such as a
+    car's heading, from a symmetric prior) moves as fast as the
+    attributes the loss really depends on;
+  * ``sgd``: heavy-ball momentum 0.9, steps in proportion to the
+    gradient: the strongly felt attributes move first (``lr`` depends on
+    the loss's scale: ~10 lr x gradient a step).
+  """
+  if name not in OPTIMIZERS:
+    raise ValueError(f"config.mmd.optimizer {name!r} is not one of "
+                     f"{OPTIMIZERS}")
+  if name == "adam":
+    return adam(lr, decay_steps=decay_steps)
+  if decay_steps:
+    lr = optax.cosine_decay_schedule(lr, decay_steps)
+  return optax.chain(optax.clip_by_global_norm(1.0),
+                     optax.sgd(lr, momentum=0.9))
 
 
 def init_state(key: jax.Array, params_k, tx: optax.GradientTransformation

@@ -46,7 +46,7 @@ TB_DIRNAME = "tb"
 _AT_LEAST_0 = ("pretrain.steps", "mmd.steps", "task.steps", "task.inner_steps",
                "eval.train_steps", "eval.probe_steps", "eval.probe_every",
                "mmd.weight", "task.weight", "mmd.start_spread",
-               "task_features.steps")
+               "task_features.steps", "task_features.synthetic")
 _AT_LEAST_1 = ("pretrain.batch_size", "mmd.batch_size", "mmd.select_batch",
                "mmd.num_starts", "task.num_scenes", "task.inner_batch",
                "eval.batch_size", "eval.num_scenes", "eval.repeats",
@@ -131,7 +131,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, command: str = "",
   pools, sets = pipeline_lib.build_data(config, pipe)
   logging.info("world %s: target sets %s", config.world,
                {k: len(v.labels) for k, v in sets.items()})
-  pipe, feat_params = task_features.build(config, pipe, feat_params, sets)
+  pipe, feat_params = task_features.build(config, pipe, feat_params, sets,
+                                          pools)
   feature_fn = jax.jit(pipe.feature_fn)
   target_mmd = features_lib.MMDTarget.create(
       feature_fn(feat_params, sets["real"].images),
@@ -164,7 +165,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, command: str = "",
 def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
            sets) -> Setup:
   """The optimisers and jitted functions every seed shares."""
-  mmd_tx = steps.adam(config.mmd.lr, decay_steps=(
+  mmd_tx = steps.optimizer(config.mmd.optimizer, config.mmd.lr, decay_steps=(
       config.mmd.steps if config.mmd.lr_decay else None))
   pretrain_tx = steps.adam(config.pretrain.lr)
   task_tx = steps.adam(config.task.lr)  # the task net inside task_step

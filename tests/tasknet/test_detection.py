@@ -124,6 +124,17 @@ def test_decode_recovers_boxes_from_perfect_output():
     np.testing.assert_allclose(found, want, atol=1e-3)
 
 
+def test_feature_maps_of_a_perfect_output():
+  out = detection.perfect_output(hand_targets(), GRID)
+  maps = np.asarray(detection.detection_maps(out))
+  assert maps.shape == (2,) + GRID + (3,)
+  # Car 0 of image 0: centre cell (2, 3), 16 x 12 px = 4 x 3 cells.
+  np.testing.assert_allclose(maps[0, 2, 3], [1.0, np.log(3.0),
+                                             np.log(4.0 / 3.0)], atol=1e-6)
+  # Away from every car: no centre probability, nothing weighted by it.
+  np.testing.assert_allclose(maps[0, 0, 0], 0.0, atol=1e-6)
+
+
 def test_loss_lower_for_perfect_output():
   t = hand_targets()
   loss = jax.jit(detection.detection_loss)

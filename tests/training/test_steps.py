@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from experiments.configs import mnist as mnist_config
 from metasim_jax import features as features_lib
@@ -74,3 +75,19 @@ def test_task_step_moves_the_generator():
                                          before))
   assert float(moved) > 0
   assert bool(state.has_baseline.all())
+
+
+def test_mmd_optimizers_by_name():
+  params = {"w": jnp.zeros(2)}
+  grads = {"w": jnp.array([1e-4, 1e-2])}
+  moves = {}
+  for name in pl.OPTIMIZERS:
+    tx = pl.optimizer(name, 0.1)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    moves[name] = np.abs(np.asarray(updates["w"]))
+  # Adam moves both parameters alike; SGD in proportion to the gradient.
+  np.testing.assert_allclose(moves["adam"][0], moves["adam"][1], rtol=1e-3)
+  np.testing.assert_allclose(moves["sgd"], 0.1 * np.array([1e-4, 1e-2]),
+                             rtol=1e-5)
+  with pytest.raises(ValueError, match="optimizer"):
+    pl.optimizer("lamb", 0.1)
