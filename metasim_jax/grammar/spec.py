@@ -169,6 +169,15 @@ class Grammar:
                     [self.p0, 0.5 * (self.p0 + self.p1), self.p0], 0.0)
     return mid.astype(np.float32)
 
+  @functools.cached_property
+  def spread(self) -> np.ndarray:
+    """[N, A] float32 standard deviation of each attribute's prior
+    distribution: the std (gaussian), width / sqrt(12) (uniform); 0 for
+    deterministic, categorical and pool attributes."""
+    std = np.select([self.dist == GAUSS, self.dist == UNIF],
+                    [self.p1, (self.p1 - self.p0) / np.sqrt(12.0)], 0.0)
+    return std.astype(np.float32)
+
   def col(self, name: str) -> int:
     """Column of attribute ``name``; raises KeyError naming valid ones."""
     try:

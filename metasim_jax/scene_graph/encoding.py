@@ -149,7 +149,13 @@ def apply_head(head: jax.Array, attrs: jax.Array, grammar: Grammar,
   ``affine`` = (log_spread, shift), each [classes, A] (optional):
   continuous and angle values are first scaled about the prior's centre
   (``Grammar.centre``) by ``exp(log_spread)`` of their slot's class and
-  moved by its ``shift`` (head units: normalised, or angle / 180).
+  moved by ``shift`` times the prior's standard deviation
+  (``Grammar.spread``; the whole range / 2, or 180 degrees, where the prior
+  is a constant).  In units of its own spread every attribute moves alike
+  for a given change of the parameter: an optimiser that takes steps of
+  about the same size on every parameter (Adam) then moves a car's heading
+  (prior std 30 of 360 degrees) no faster, relative to its distribution,
+  than its distance (std 20 of a 100 m range).
   """
   lay = layout(grammar)
   cols, logits = [], {}
@@ -165,14 +171,18 @@ def apply_head(head: jax.Array, attrs: jax.Array, grammar: Grammar,
       u = _normalise(x, lo, hi)
       if scale is not None:
         c = _normalise(grammar.centre[:, j], lo, hi)
-        u = c + scale[:, j] * (u - c) + shift[:, j]
+        unit = np.where(grammar.spread[:, j] > 0,
+                        2.0 * grammar.spread[:, j] / (hi - lo), 1.0)
+        u = c + scale[:, j] * (u - c) + unit * shift[:, j]
       # Stay inside the attribute's range, as the prior's samples do.
       v = _denormalise(soft_bound(u + head[..., start]), lo, hi)
     elif kind == "angle":
       a = x
       if scale is not None:
         c = grammar.centre[:, j]
-        a = c + scale[:, j] * wrap_angle(x - c) + 180.0 * shift[:, j]
+        unit = np.where(grammar.spread[:, j] > 0, grammar.spread[:, j],
+                        180.0)
+        a = c + scale[:, j] * wrap_angle(x - c) + unit * shift[:, j]
       v = wrap_angle(a + 180.0 * head[..., start])
     elif kind == "categorical":
       k = int(grammar.num_cats[j])

@@ -12,8 +12,10 @@ linear head predicts the per-attribute change (see ``scene_graph.encoding``).
 With ``affine=True`` the transformer also holds, per (class, attribute),
 a log-scale ``log_spread`` and a shift ``class_shift``: each value's
 deviation from the prior's centre is scaled by ``exp(log_spread)`` and the
-class's shift is added before the head's change, so a class's spread and
-mean each move through one well-conditioned parameter.  The GCN alone
+class's shift, in units of the prior's standard deviation, is added before
+the head's change, so a class's spread and mean each move through one
+well-conditioned parameter, every attribute at the same pace relative to
+its distribution.  The GCN alone
 learns neither well: contracting every value towards a centre needs a
 change proportional to the value, and a class's shift must come through
 the shared layers from its one-hot, where the per-slot gradients of a

@@ -111,26 +111,33 @@ def test_spread_scales_deviations_from_the_prior_centre(grammar, pools):
 
 
 def test_class_shift_moves_every_value_of_the_class(grammar, pools):
-  """class_shift = 0.1 (head units) with zero spread and head: continuous
-  values move by 0.1 of half their range, angles by 18 degrees."""
+  """class_shift = 0.1 with zero spread and head: every value moves by 0.1
+  of its prior's standard deviation (``Grammar.spread``; of half its range,
+  or 18 degrees, where the prior is a constant)."""
   s = sample(jax.random.key(0), grammar, 32, pools)
   model = transformer.build(grammar, hidden=16, affine=True)
   params = transformer.init(jax.random.key(1), model, grammar, s)
   params = jax.tree.map(jnp.zeros_like, params)
   params["class_shift"] = jnp.full_like(params["class_shift"], 0.1)
   new, _ = transformer.transform(params, model, grammar, s)
+  checked = 0
   for j, kind in enumerate(grammar.attr_kinds):
     rows = grammar.mutable[:, j]
     if not rows.any() or kind not in ("continuous", "angle"):
       continue
     moved = np.asarray(new.attrs)[:, rows, j] - np.asarray(s.attrs)[:, rows, j]
+    std = grammar.spread[rows, j]
     if kind == "angle":
-      np.testing.assert_allclose((moved + 180.0) % 360.0 - 180.0, 18.0,
-                                 atol=1e-3)
+      want = np.where(std > 0, 0.1 * std, 18.0)
+      np.testing.assert_allclose((moved + 180.0) % 360.0 - 180.0,
+                                 np.broadcast_to(want, moved.shape), atol=1e-3)
     else:
       half = 0.5 * (grammar.high[rows, j] - grammar.low[rows, j])
+      want = np.where(std > 0, 0.1 * std, 0.1 * half)
       inside = np.abs(np.asarray(s.attrs)[:, rows, j]
                       - grammar.centre[rows, j]) < 0.5 * half
-      np.testing.assert_allclose(moved[inside], (0.1 * half[None]
-                                                 * np.ones_like(moved))[inside],
-                                 rtol=1e-3, atol=1e-3)
+      np.testing.assert_allclose(
+          moved[inside], np.broadcast_to(want, moved.shape)[inside],
+          rtol=1e-3, atol=1e-3)
+    checked += int(rows.sum())
+  assert checked
