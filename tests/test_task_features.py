@@ -11,6 +11,7 @@ from metasim_jax import keys
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import task_features
 from metasim_jax.features import blocks
+from metasim_jax.types import LabeledSet
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,8 @@ def test_learned_block_joins_the_features(problem):
   config = config.copy_and_resolve_references()
   config.task_features.steps = 5
   config.task_features.weight = 4.0
+  sets = {**sets, "real": LabeledSet(sets["real"].images[:48],
+                                     sets["real"].labels[:48])}
   new, fp = task_features.build(config, pipe, feat_params, sets)
   real = sets["real"].images
   base = pipe.feature_fn(feat_params, real)
