@@ -11,8 +11,7 @@ feature network may learn from it what matters to the task:
      steps of ``batch`` images, Adam at ``lr``), each batch joined by
      ``synthetic`` fresh scenes of the prior with their ground truth, so
      that it also responds to what the prior makes and the target lacks
-     (a detector trained on V alone misses cars turned sideways, and the
-     MMD then learns to hide wrong cars by turning them);
+     (e.g. cars turned sideways, which V never shows);
   2. its outputs on an image become smooth maps (``Task.feature_maps``:
      class probabilities; for detection the car-centre probability and the
      box sizes there), pooled over the cells of ``grid``;

@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metasim_jax.features.blocks import pool_maps
+
 
 def random_filters(channels: int, num: int, size: int, seed: int = 0
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -39,17 +41,6 @@ def random_filters(channels: int, num: int, size: int, seed: int = 0
   w /= np.sqrt((w ** 2).sum((0, 1, 2), keepdims=True))
   b = rng.uniform(-0.1, 0.1, num).astype(np.float32)
   return w, b
-
-
-def _cell_means(r: jax.Array, grid: tuple[int, int]) -> jax.Array:
-  """[B, H, W, F] -> [B, rows * cols * F]: means over the grid's cells (the
-  last cells take the remainder rows / columns)."""
-  rows, cols = grid
-  h, w = r.shape[1:3]
-  ys = np.linspace(0, h, rows + 1).round().astype(int)
-  xs = np.linspace(0, w, cols + 1).round().astype(int)
-  return jnp.concatenate([r[:, ys[i]:ys[i + 1], xs[j]:xs[j + 1]].mean((1, 2))
-                          for i in range(rows) for j in range(cols)], -1)
 
 
 def local_stats(images: jax.Array, levels: int = 3, num_filters: int = 32,
@@ -76,6 +67,6 @@ def local_stats(images: jax.Array, levels: int = 3, num_filters: int = 32,
     r = jax.nn.relu(jax.lax.conv_general_dilated(
         x, jnp.asarray(w), (1, 1), "VALID",
         dimension_numbers=("NHWC", "HWIO", "NHWC")) + b)
-    feats.append(_cell_means(r, grid))
-    feats.append(jnp.sqrt(_cell_means(r * r, grid) + 1e-8))
+    feats.append(pool_maps(r, grid))
+    feats.append(jnp.sqrt(pool_maps(r * r, grid) + 1e-8))
   return jnp.concatenate(feats, -1)
