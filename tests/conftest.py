@@ -77,6 +77,15 @@ def random_pool(seed=0, num=12, size=8, labels=3):
                             np.arange(num) % labels, num_labels=labels)
 
 
+def pytest_collection_modifyitems(items):
+  """Modules with a ``slow`` test run first (pytest.ini turns off
+  pytest-xdist's own order, by test count): the long end-to-end runs then
+  overlap the many short tests instead of ending the suite on one worker."""
+  slow = {item.module.__name__ for item in items
+          if item.get_closest_marker("slow")}
+  items.sort(key=lambda item: item.module.__name__ not in slow)
+
+
 @pytest.fixture
 def grammar():
   return compile_grammar(digit_grammar_dict())

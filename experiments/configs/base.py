@@ -127,6 +127,17 @@ def get_config() -> ml_collections.ConfigDict:
   # on the CPU), "scan" (one lax.scan; faster on a GPU) or "auto" (host on
   # the CPU, scan elsewhere); same keys, same parameters.
   c.task.inner_loop = "auto"
+  # The gradient estimator of the task stage: "reinforce" (Algorithm 1, the
+  # paper's) or "es" (antithetic evolution strategies over the per-class
+  # affine parameters, needs transformer.affine; training/es.py): ``pairs``
+  # antithetic pairs a step, perturbations of ``sigma`` prior standard
+  # deviations on the shifts and ``log_sigma`` on the log-spreads, Adam
+  # with ``lr`` in units of those perturbations (a step moves a shift by
+  # about lr x sigma; ``lr_decay``: by a cosine to 0 over the stage),
+  # rewards normalised by "rank", "std" or "none".
+  c.task.estimator = "reinforce"
+  c.task.es = {"pairs": 4, "sigma": 3.0, "log_sigma": 0.3, "lr": 0.15,
+               "lr_decay": False, "normalise": "rank"}
 
   # kwargs: the task net's constructor arguments (by net).
   c.tasknet = {"name": "small_cnn", "kwargs": {}}

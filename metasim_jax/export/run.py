@@ -78,8 +78,9 @@ def upgrade_config(saved: dict) -> dict:
   ``task_type``, ``renderer``, ``label``,
   ``mean_over`` and the grammar-file keys with their former values;
   ``task.inner_loop``, ``parallel``, ``renderer_options``, ``schedule``,
-  ``mmd.hold_weight``, ``features.grid``, ``transformer.affine`` and
-  ``task_features`` with their defaults)."""
+  ``mmd.hold_weight``, ``features.grid``, ``transformer.affine``,
+  ``task_features``, ``task.estimator`` and ``task.es`` with their
+  defaults)."""
   c = copy.deepcopy(saved)
   c.setdefault("name", "")
   c.setdefault("world", c.pop("dataset", "mnist"))
@@ -96,6 +97,10 @@ def upgrade_config(saved: dict) -> dict:
   if task.get("reward") == "accuracy":  # the old name of "score"
     task["reward"] = "score"
   task.setdefault("inner_loop", "auto")
+  task.setdefault("estimator", "reinforce")
+  task.setdefault("es", {"pairs": 4, "sigma": 3.0, "log_sigma": 0.3,
+                         "lr": 0.15, "lr_decay": False,
+                         "normalise": "rank"})
   c.setdefault("parallel", {"devices": 0, "starts": 1, "coordinator": "",
                             "num_processes": 1, "process_id": 0})
   mmd = c.setdefault("mmd", {})

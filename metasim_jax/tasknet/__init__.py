@@ -4,8 +4,8 @@ task-net trainer (``train``)."""
 from metasim_jax.tasknet import (classifier, detector, segmentation, tasks,
                                  unet)
 from metasim_jax.tasknet.tasks import Task
-from metasim_jax.tasknet.train import (HostTrainer, cross_entropy, evaluate,
-                                       train)
+from metasim_jax.tasknet.train import (HostTrainer, PopulationTrainer,
+                                       cross_entropy, evaluate, train)
 
 NETWORKS = {"small_cnn": classifier.SmallCNN, "unet": unet.UNet,
             "centernet": detector.CenterNet}
@@ -19,5 +19,5 @@ def create(name: str, **kwargs):
   return NETWORKS[name](**kwargs)
 
 
-__all__ = ["HostTrainer", "NETWORKS", "Task", "create", "cross_entropy",
+__all__ = ["HostTrainer", "NETWORKS", "PopulationTrainer", "Task", "create", "cross_entropy",
            "evaluate", "segmentation", "tasks", "train"]

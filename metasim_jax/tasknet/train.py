@@ -108,6 +108,38 @@ class HostTrainer:
     return carry[0], loss
 
 
+class PopulationTrainer:
+  """``HostTrainer`` for a population of datasets: one task net per member,
+  all from the same initialisation and with the same minibatch and dropout
+  keys (common random numbers), the step vmapped over the members.
+  ``run(key, size, *batch_args)``: every batch argument has a leading
+  [size] axis; returns (params, last losses), each [size]-batched."""
+
+  def __init__(self, model: nn.Module, loss_fn: LossFn,
+               tx: optax.GradientTransformation, batch_fn: BatchFn,
+               num_steps: int, input_shape: tuple[int, ...]):
+    self.num_steps = num_steps
+    self._init = jax.jit(functools.partial(init, model=model, tx=tx,
+                                           input_shape=tuple(input_shape)))
+    step = make_step(model, loss_fn, tx, batch_fn)
+    member = lambda carry, key, args: step(carry, key, *args)
+    self._step = jax.jit(
+        lambda carry, k_loop, i, args: jax.vmap(
+            member, in_axes=(0, None, 0))(
+                carry, jax.random.fold_in(k_loop, i), args),
+        donate_argnums=0)
+
+  def run(self, key: jax.Array, size: int, *batch_args
+          ) -> tuple[Any, jax.Array]:
+    k_init, k_loop = split_key(key)
+    carry = jax.tree.map(
+        lambda x: jnp.broadcast_to(x, (size,) + x.shape), self._init(k_init))
+    loss = jnp.zeros((size,))
+    for i in range(self.num_steps):
+      carry, loss = self._step(carry, k_loop, i, batch_args)
+    return carry[0], loss
+
+
 def evaluate(params, model: nn.Module, images: jax.Array, labels: jax.Array,
              mask: jax.Array | None = None) -> dict[str, jax.Array]:
   """Accuracy and mean cross-entropy over a (padded, masked) labelled set."""

@@ -218,20 +218,25 @@ def distribution_report(setup: Setup, params, key):
   return stats, by_class, dist, values
 
 
+def class_stats(setup: Setup, pipe, params, key) -> dict:
+  """Per-class statistics of the mutable attributes of ``eval.num_scenes``
+  scenes of the generator ``params`` ({"car.yaw": {"mean", "std"}})."""
+  prior = setup.pipe.prior
+  scene = parallel.to_host(_transformed(pipe, key, setup.config.eval.num_scenes,
+                                        params, setup.pools))
+  return report.class_attribute_stats(
+      scene.attrs, scene.node_mask, [slot.cls for slot in prior.slots],
+      prior.attr_names, prior.attr_kinds, _columns(prior))
+
+
 def stage_class_stats(setup: Setup, run: SeedRun, params, key) -> dict:
   """{stage label: per-class attribute statistics} of the generator at the
   end of each stage of an explicit schedule (what each stage moved)."""
-  prior, n = setup.pipe.prior, setup.config.eval.num_scenes
-  columns, classes = _columns(prior), [slot.cls for slot in prior.slots]
   out = {}
   for i, phase in enumerate(setup.phases):
     p = params if i == len(setup.phases) - 1 else run.load_stage_params(
         phase.name)
-    scene = parallel.to_host(_transformed(phase.pipe, key, n, p,
-                                          setup.pools))
-    out[phase.spec.label] = report.class_attribute_stats(
-        scene.attrs, scene.node_mask, classes, prior.attr_names,
-        prior.attr_kinds, columns)
+    out[phase.spec.label] = class_stats(setup, phase.pipe, p, key)
   return out
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from absl import logging
 
 from metasim_jax import parallel
+from metasim_jax.training import evaluation
 
 from metasim_jax.training.seed import Phase, SeedRun, Setup
 
@@ -158,9 +159,10 @@ def match(setup: Setup, run: SeedRun, phase: Phase, params, state,
 
 def meta_objective(setup: Setup, run: SeedRun, phase: Phase, params, state,
                    start: int):
-  """The task meta-objective (Algorithm 1, REINFORCE) from the best start.
-  Its steps are long (a task network is trained in each), so every step's
-  metrics are read."""
+  """The task meta-objective (Algorithm 1, REINFORCE, or ``es``) from the
+  best start.  Its steps are long (task networks are trained in each), so
+  every step's metrics are read, with the statistics of the generated
+  attributes (TensorBoard ``<stage>/attributes/``, and the log)."""
   name = phase.name
   if state is None:
     state = run.task_state(params, phase)
@@ -174,13 +176,21 @@ def meta_objective(setup: Setup, run: SeedRun, phase: Phase, params, state,
     done = i + 1
     m = {k: float(v) for k, v in parallel.to_host(m).items()}
     run.check(name, done, m)
-    run.curve("task reward on V", f"{prefix}reward", x0 + done, m["reward"])
-    run.curve("task reward on V", f"{prefix}baseline", x0 + done,
-              m["baseline"])
+    for k in ("reward", "baseline", "best"):  # "best": es's population
+      if k in m:
+        run.curve("task reward on V", f"{prefix}{k}", x0 + done, m[k])
+    stats = evaluation.class_stats(
+        setup, phase.pipe, jax.tree.map(lambda x: x[0], state.params),
+        run.keys("stats"))
     run.tb.scalars(run.global_step(name, done), m, f"{name}/")
+    run.tb.scalars(run.global_step(name, done), {
+        f"{a}/{k}": v[k] for a, v in stats.items() for k in ("mean", "std")},
+        f"{name}/attributes/")
     if prog.due(done):
-      prog.log(done, {k: m[k] for k in ("reward", "baseline", "val_score",
-                                        "mmd2")})
+      prog.log(done, {k: m[k] for k in ("reward", "baseline", "best",
+                                        "val_score", "mmd2") if k in m})
+      logging.info("[%s]   generated: %s", name, ", ".join(
+          f"{a} {v['mean']:.2f}+-{v['std']:.2f}" for a, v in stats.items()))
     if run.due(name, done):
       run.save(name, done, state)
   return jax.tree.map(lambda x: x[0], state.params)

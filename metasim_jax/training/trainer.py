@@ -36,7 +36,7 @@ from metasim_jax import parallel
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import schedule
 from metasim_jax import task_features
-from metasim_jax.training import (checkpoint, evaluation, report, stages,
+from metasim_jax.training import (checkpoint, es, evaluation, report, stages,
                                   steps, tb_writer)
 from metasim_jax.training.seed import Phase, SeedRun, Setup
 
@@ -57,7 +57,9 @@ _SPLIT_OVER_DEVICES = ("pretrain.batch_size", "mmd.batch_size",
                        "mmd.select_batch", "task.num_scenes",
                        "task.inner_batch", "eval.batch_size")
 _POSITIVE = ("pretrain.lr", "mmd.lr", "task.lr", "task.gen_lr", "eval.lr",
-             "task_features.lr", "task_features.weight")
+             "task_features.lr", "task_features.weight", "task.es.pairs",
+             "task.es.lr")
+ESTIMATORS = ("reinforce", "es")
 
 
 def _get(config: ml_collections.ConfigDict, name: str):
@@ -84,6 +86,20 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     value = _get(config, name)
     if not ok(value):
       raise ValueError(f"config.{name} must be {what}, got {value!r}")
+  if config.task.estimator not in ESTIMATORS:
+    raise ValueError(f"config.task.estimator {config.task.estimator!r} is "
+                     f"not one of {ESTIMATORS}")
+  if config.task.estimator == "es":
+    if not config.transformer.affine:
+      raise ValueError("config.task.estimator 'es' searches the "
+                       "transformer's affine parameters: set "
+                       "config.transformer.affine=True")
+    if config.task.es.normalise not in es.NORMALISE:
+      raise ValueError(f"config.task.es.normalise "
+                       f"{config.task.es.normalise!r} is not one of "
+                       f"{es.NORMALISE}")
+    if config.task.es.sigma < 0 or config.task.es.log_sigma < 0:
+      raise ValueError("config.task.es.sigma and log_sigma must be >= 0")
   decay = config.task.baseline_decay
   if not 0.0 <= decay <= 1.0:
     raise ValueError(f"config.task.baseline_decay must be in [0, 1], got "
@@ -169,7 +185,9 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
       config.mmd.steps if config.mmd.lr_decay else None))
   pretrain_tx = steps.adam(config.pretrain.lr)
   task_tx = steps.adam(config.task.lr)  # the task net inside task_step
-  gen_tx = steps.adam(config.task.gen_lr)  # the transformer, task stage
+  # The transformer in the task stage (es: its affine parameters).
+  gen_tx = steps.adam(config.task.es.lr if config.task.estimator == "es"
+                      else config.task.gen_lr)
   eval_tx = steps.adam(config.eval.lr, decay_steps=config.eval.train_steps)
   probe_tx = steps.adam(config.eval.lr, decay_steps=config.eval.probe_steps)
   specs = schedule.parse(
@@ -184,6 +202,20 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
     if spec.objective == "mmd":
       step = steps.make_mmd_step(ph, mmd_tx)
       n = config.mmd.steps if spec.steps is None else spec.steps
+    elif config.task.estimator == "es":
+      e = config.task.es
+      step = es.make_es_step(
+          ph, gen_tx, task_tx, pairs=e.pairs, sigma=e.sigma,
+          log_sigma=e.log_sigma, num_scenes=config.task.num_scenes,
+          inner_steps=config.task.inner_steps,
+          inner_batch=config.task.inner_batch,
+          task_weight=config.task.weight,
+          mmd_weight=config.mmd.weight if config.task.with_mmd else 0.0,
+          reward=config.task.reward, normalise=e.normalise,
+          fixed_task_init=config.task.fixed_init,
+          decay_steps=(config.task.steps if spec.steps is None
+                       else spec.steps) if e.lr_decay else 0)
+      n = config.task.steps if spec.steps is None else spec.steps
     else:
       step = steps.make_task_step(
           ph, gen_tx, task_tx, num_scenes=config.task.num_scenes,

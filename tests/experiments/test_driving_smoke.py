@@ -21,6 +21,7 @@ def smoke(tmp_path_factory):
   return workdir, trainer.run(config, str(workdir))
 
 
+@pytest.mark.slow
 def test_every_stage_is_a_row_of_the_results(smoke):
   workdir, summary = smoke
   seed = summary["per_seed"][0]
@@ -40,6 +41,7 @@ def test_every_stage_is_a_row_of_the_results(smoke):
   assert "Meta-Sim: cars" in text and "Meta-Sim: +camera+context" in text
 
 
+@pytest.mark.slow
 def test_the_run_wrote_its_pictures_and_attribute_report(smoke):
   workdir, summary = smoke
   seed = summary["per_seed"][0]

@@ -5,6 +5,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from tests.parallel.common import ROOT, check, env, result
 
 
@@ -14,6 +16,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one():
   port = _free_port()
   procs = [subprocess.Popen(

@@ -1,0 +1,106 @@
+"""The ``es`` estimator of the task meta-objective (training/es.py):
+unbiased on a reward with a known gradient, antithetic pairs built from the
+same scenes and trained from the same initialisation, and a meta-step that
+moves only the searched affine parameters."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import mnist as mnist_config
+from metasim_jax import pipeline as pipeline_lib
+from metasim_jax import tasknet as tasknet_lib
+from metasim_jax.training import es, steps
+
+
+def _quadratic(theta, c):
+  return -jnp.sum((theta - c) ** 2, -1)
+
+
+def test_unnormalised_estimate_is_unbiased_on_a_quadratic():
+  # E R(theta + sigma eps) of a quadratic has the quadratic's gradient.
+  theta, c = jnp.array([0.3, -1.0, 2.0]), jnp.array([1.0, 0.5, -0.5])
+  sigma = jnp.array([0.5, 1.0, 2.0])
+  eps = jax.random.normal(jax.random.key(0), (200_000, 3))
+  g = es.antithetic_gradient(_quadratic(theta + sigma * eps, c),
+                             _quadratic(theta - sigma * eps, c), eps, sigma)
+  # Its noise: the pairs' differences -4 sigma (theta - c).eps give a
+  # standard error of 2 |theta - c| / sqrt(P) = 0.013 per coordinate here.
+  np.testing.assert_allclose(g, -2 * (theta - c), atol=0.06)
+
+
+def test_rank_normalisation_keeps_the_direction_not_the_size():
+  theta, c = jnp.zeros(2), jnp.array([3.0, -1.0])
+  eps = jax.random.normal(jax.random.key(1), (50_000, 2))
+  plus, minus = _quadratic(theta + eps, c), _quadratic(theta - eps, c)
+  g = es.antithetic_gradient(plus, minus, eps, 1.0, "rank")
+  true = -2 * (theta - c)
+  cosine = g @ true / np.linalg.norm(g) / np.linalg.norm(true)
+  assert cosine > 0.99
+  assert np.linalg.norm(g) < 0.5 * np.linalg.norm(true)  # biased in size
+  with pytest.raises(ValueError, match="unknown reward normalisation"):
+    es.antithetic_gradient(plus, minus, eps, 1.0, "zscore")
+
+
+def test_centred_ranks():
+  np.testing.assert_allclose(es.centred_ranks(jnp.array([3.0, -1.0, 7.0])),
+                             [0.0, -0.5, 0.5])
+
+
+@pytest.fixture(scope="module")
+def problem():
+  """The MNIST smoke world and an es step (2 pairs, 2 inner steps)."""
+  c = mnist_config.get_config("rot,smoke,task_only,es")
+  pipe, _ = pipeline_lib.build(c)
+  pools, sets = pipeline_lib.build_data(c, pipe)
+  params = pipe.init_transformer(jax.random.key(0), jax.random.key(1), pools)
+  tx = steps.adam(0.5)
+  step = es.make_es_step(
+      pipe, tx, steps.adam(c.task.lr), pairs=2, sigma=3.0, log_sigma=0.5,
+      num_scenes=c.task.num_scenes, inner_steps=2, inner_batch=4,
+      task_weight=1.0, mmd_weight=0.0, reward="neg_loss", normalise="rank",
+      fixed_task_init=True)
+  state = lambda: steps.init_state(jax.random.key(2), jax.tree.map(
+      lambda x: x[None], params), tx)
+  return pipe, pools, sets, params, step, state
+
+
+def test_search_space_is_the_mutable_continuous_attributes(problem):
+  pipe = problem[0]
+  mask = es.search_mask(pipe.prior)
+  names = list(pipe.prior.classes)
+  searched = {(names[i], pipe.prior.attr_names[j])
+              for i, j in zip(*np.nonzero(mask))}
+  assert searched == {("digit", "x"), ("digit", "y"), ("digit", "yaw")}
+
+
+def test_pairs_share_their_scenes_and_initialisation(problem):
+  _, pools, _, _, step, state = problem
+  eps, images, labels, k_task = step.generate(state(), pools)
+  assert images.shape[0] == 4 and eps.shape == (2, 6)
+  # The same prior scenes (digit classes) under 4 generators ...
+  for i in range(1, 4):
+    np.testing.assert_array_equal(labels[i], labels[0])
+    assert np.abs(images[i] - images[0]).max() > 0
+  # ... and the same task-net initialisation and batches: identical
+  # datasets give identical task nets.
+  same = jnp.broadcast_to(images[:1], images.shape)
+  trained, _ = step.trainer.run(k_task, 4, same, labels)
+  for leaf in jax.tree.leaves(trained):
+    np.testing.assert_allclose(leaf[1:], jnp.broadcast_to(
+        leaf[0], leaf[1:].shape), atol=1e-6)
+
+
+def test_step_moves_only_the_searched_affine_parameters(problem):
+  pipe, pools, sets, params, step, state = problem
+  new, metrics = step(state(), pools, None, None, sets["val"])
+  assert np.isfinite(float(metrics["reward"]))
+  after = jax.tree.map(lambda x: x[0], new.params)
+  mask = es.search_mask(pipe.prior)
+  for name in ("class_shift", "log_spread"):
+    moved = np.asarray(after[name] != params[name])
+    assert moved.any() and not (moved & ~mask).any(), name
+  for k in params:
+    if k not in ("class_shift", "log_spread"):
+      jax.tree.map(np.testing.assert_array_equal, after[k], params[k])
