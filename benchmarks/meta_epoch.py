@@ -1,6 +1,8 @@
 """Seconds per meta-epoch of the task objective (Algorithm 1): 1,000 scenes
 generated and rendered, the task network trained on them and scored on V,
-the REINFORCE update.
+the REINFORCE update; and per meta-step of the ``es`` estimator (2P
+datasets of 1,000 scenes, 2P task networks trained in one vmapped loop),
+with its seconds per task-net training.
 
   python -m benchmarks.meta_epoch
 """
@@ -8,6 +10,7 @@ the REINFORCE update.
 import jax
 
 from benchmarks.common import mmd_target, problem, timeit
+from metasim_jax.training import es
 from metasim_jax.training import steps as pl
 
 
@@ -40,6 +43,29 @@ def main():
           f"scenes, {config.task.inner_steps} task-net steps of "
           f"{config.task.inner_batch}, scored on {len(val.labels)}): "
           f"{t:.2f} s")
+
+  affine = problem("rot", **{"task.weight": 1.0, "transformer.affine": True})
+  config, pipe, feat_params, pools, params, real, val = affine
+  e = config.task.es
+  for pairs in (1, 4):
+    step = es.make_es_step(
+        pipe, tx, pl.adam(config.task.lr), pairs=pairs, sigma=e.sigma,
+        log_sigma=e.log_sigma, num_scenes=1000,
+        inner_steps=config.task.inner_steps,
+        inner_batch=config.task.inner_batch, task_weight=1.0,
+        mmd_weight=0.0, reward="neg_loss", normalise=e.normalise,
+        fixed_task_init=True)
+    holder = [pl.init_state(jax.random.key(0),
+                            jax.tree.map(lambda x: x[None], params), tx)]
+
+    def run_es():
+      holder[0], m = step(holder[0], pools, feat_params, None, val)
+      return m["reward"]
+
+    t = timeit(run_es, repeats=3, warmup=1)
+    print(f"es meta-step ({pairs} pair(s) = {2 * pairs} datasets of 1000 "
+          f"scenes and task-net trainings, vmapped): {t:.2f} s, "
+          f"{t / (2 * pairs):.2f} s per training")
 
 
 if __name__ == "__main__":

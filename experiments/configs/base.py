@@ -144,7 +144,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval = {"train_steps": 2000, "batch_size": 64, "lr": 2e-3,
             "probe_steps": 300, "probe_every": 100, "num_scenes": 1000,
             "repeats": 1}  # repeats: task-net trainings averaged per source
-  c.success = {"attribute_tolerance": {}}  # attribute -> tolerance
+  # attribute -> tolerance of the learned mean's error (and of its
+  # standard deviation's) against the target's: results.json's
+  # attributes_within_tolerance_per_seed (spreads_within_tolerance_per_seed).
+  c.success = {"attribute_tolerance": {}, "std_tolerance": {}}
   c.parallel = {"devices": 0, "starts": 1, "coordinator": "",
                 "num_processes": 1, "process_id": 0}
   return c

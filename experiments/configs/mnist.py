@@ -96,7 +96,8 @@ def get_config(arg: str = "rot") -> ml_collections.ConfigDict:
     c.mmd.steps = 500
     c.mmd.lr_decay = True
     c.eval.repeats = 3
-  c.success = {"attribute_tolerance": {"yaw": 5.0, "x": 1.0, "y": 1.0}}
+  c.success = {"attribute_tolerance": {"yaw": 5.0, "x": 1.0, "y": 1.0},
+               "std_tolerance": {"yaw": 5.0, "x": 1.0, "y": 1.0}}
 
   if "task_only" in options:
     c.mmd.weight = 0.0

@@ -79,8 +79,8 @@ def upgrade_config(saved: dict) -> dict:
   ``mean_over`` and the grammar-file keys with their former values;
   ``task.inner_loop``, ``parallel``, ``renderer_options``, ``schedule``,
   ``mmd.hold_weight``, ``features.grid``, ``transformer.affine``,
-  ``task_features``, ``task.estimator`` and ``task.es`` with their
-  defaults)."""
+  ``task_features``, ``task.estimator``, ``task.es`` and
+  ``success.std_tolerance`` with their defaults)."""
   c = copy.deepcopy(saved)
   c.setdefault("name", "")
   c.setdefault("world", c.pop("dataset", "mnist"))
@@ -109,6 +109,7 @@ def upgrade_config(saved: dict) -> dict:
   mmd.setdefault("hold_weight", 1.0)
   mmd.setdefault("optimizer", "adam")
   c.setdefault("schedule", "")
+  c.setdefault("success", {}).setdefault("std_tolerance", {})
   c.setdefault("transformer", {}).setdefault("affine", False)
   c.setdefault("features", {}).setdefault("grid", (1, 1))
   c.setdefault("task_features", {"steps": 0, "batch": 16, "synthetic": 0,

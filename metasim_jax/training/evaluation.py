@@ -287,9 +287,12 @@ def summarise(config, per_seed, t_start: float, head: str) -> dict[str, Any]:
   gap = [r[f"test_{head}"]["oracle"] - r[f"test_{head}"]["metasim"]
          for r in per_seed]
   tol = dict(config.success.attribute_tolerance)
-  ok_attr = [bool(all(err <= tol.get(name.rsplit(".", 1)[-1], np.inf)
-                      for name, err in r["attribute_mean_error"].items()))
-             for r in per_seed]
+  std_tol = dict(config.success.std_tolerance)
+  within = lambda errors, t: bool(all(
+      err <= t.get(name.rsplit(".", 1)[-1], np.inf)
+      for name, err in errors.items()))
+  ok_attr = [within(r["attribute_mean_error"], tol) for r in per_seed]
+  ok_std = [within(r["attribute_std_error"], std_tol) for r in per_seed]
   stages = {}
   if "stages" in per_seed[0]:  # explicit schedule: every stage's metrics
     names = per_seed[0]["test_metrics_per_stage"][per_seed[0]["stages"][0]]
@@ -313,6 +316,8 @@ def summarise(config, per_seed, t_start: float, head: str) -> dict[str, Any]:
           "oracle_minus_metasim_per_seed": gap,
           "attributes_within_tolerance_per_seed": ok_attr,
           "attribute_tolerance": tol,
+          "spreads_within_tolerance_per_seed": ok_std,
+          "std_tolerance": std_tol,
           "wall_seconds": time.perf_counter() - t_start,
       },
       "per_seed": per_seed,

@@ -30,3 +30,21 @@ def test_attribute_table_rows():
   yaw = next(l for l in lines if l.startswith("| car.yaw "))
   # The prior's yaw mean is within a tenth of the target's std: "-".
   assert yaw.endswith("| - | 100 % |")
+
+
+def test_success_covers_means_and_spreads():
+  from experiments.configs import mnist as mnist_config
+  from metasim_jax.training import evaluation
+  config = mnist_config.get_config("rot,smoke")
+  seed = lambda mean_err, std_err: {
+      "test_accuracy": {"prior": 0.2, "metasim": 0.9, "oracle": 0.95},
+      "test_metrics": {s: {"accuracy": 0.9} for s in
+                       ("prior", "metasim", "oracle")},
+      "attribute_mean_error": {"scene/digit[0].yaw": mean_err},
+      "attribute_std_error": {"scene/digit[0].yaw": std_err}}
+  out = evaluation.summarise(config, [seed(1.0, 1.0), seed(1.0, 6.0),
+                                      seed(6.0, 1.0)], 0.0, "accuracy")
+  assert out["summary"]["attributes_within_tolerance_per_seed"] == [
+      True, True, False]  # yaw mean within 5 degrees
+  assert out["summary"]["spreads_within_tolerance_per_seed"] == [
+      True, False, True]  # yaw std within 5 degrees
