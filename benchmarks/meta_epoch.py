@@ -14,6 +14,19 @@ from metasim_jax.training import es
 from metasim_jax.training import steps as pl
 
 
+def seconds_per_step(step, params, tx, pools, feat_params, target, val,
+                     repeats: int) -> float:
+  """Median seconds of ``step`` from a fresh state (compile excluded)."""
+  holder = [pl.init_state(jax.random.key(0),
+                          jax.tree.map(lambda x: x[None], params), tx)]
+
+  def run():
+    holder[0], m = step(holder[0], pools, feat_params, target, val)
+    return m["reward"]
+
+  return timeit(run, repeats=repeats, warmup=1)
+
+
 def main():
   config, pipe, feat_params, pools, params, real, val = problem(
       "rot", **{"task.weight": 1.0})
@@ -30,22 +43,16 @@ def main():
         baseline_decay=config.task.baseline_decay,
         reward=config.task.reward, fixed_task_init=True,
         inner_loop=inner_loop)
-    holder = [pl.init_state(jax.random.key(0),
-                            jax.tree.map(lambda x: x[None], params), tx)]
-
-    def run():
-      holder[0], m = step(holder[0], pools, feat_params, target, val)
-      return m["reward"]
-
-    t = timeit(run, repeats=5, warmup=1)
+    t = seconds_per_step(step, params, tx, pools, feat_params, target, val,
+                         repeats=5)
     print(f"meta-epoch ({'task + MMD' if with_mmd else 'task only'}, "
           f"inner loop {inner_loop}, 1000 "
           f"scenes, {config.task.inner_steps} task-net steps of "
           f"{config.task.inner_batch}, scored on {len(val.labels)}): "
           f"{t:.2f} s")
 
-  affine = problem("rot", **{"task.weight": 1.0, "transformer.affine": True})
-  config, pipe, feat_params, pools, params, real, val = affine
+  config, pipe, feat_params, pools, params, _, val = problem(
+      "rot", **{"task.weight": 1.0, "transformer.affine": True})
   e = config.task.es
   for pairs in (1, 4):
     step = es.make_es_step(
@@ -55,14 +62,8 @@ def main():
         inner_batch=config.task.inner_batch, task_weight=1.0,
         mmd_weight=0.0, reward="neg_loss", normalise=e.normalise,
         fixed_task_init=True)
-    holder = [pl.init_state(jax.random.key(0),
-                            jax.tree.map(lambda x: x[None], params), tx)]
-
-    def run_es():
-      holder[0], m = step(holder[0], pools, feat_params, None, val)
-      return m["reward"]
-
-    t = timeit(run_es, repeats=3, warmup=1)
+    t = seconds_per_step(step, params, tx, pools, feat_params, None, val,
+                         repeats=3)
     print(f"es meta-step ({pairs} pair(s) = {2 * pairs} datasets of 1000 "
           f"scenes and task-net trainings, vmapped): {t:.2f} s, "
           f"{t / (2 * pairs):.2f} s per training")

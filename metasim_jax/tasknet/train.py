@@ -94,50 +94,46 @@ class HostTrainer:
     self.num_steps = num_steps
     self._init = jax.jit(functools.partial(init, model=model, tx=tx,
                                            input_shape=tuple(input_shape)))
-    step = make_step(model, loss_fn, tx, batch_fn)
-    self._step = jax.jit(
-        lambda carry, k_loop, i, *args: step(
-            carry, jax.random.fold_in(k_loop, i), *args),
-        donate_argnums=0)
+    self._step = jax.jit(self._indexed(make_step(model, loss_fn, tx,
+                                                 batch_fn)),
+                         donate_argnums=0)
+
+  @staticmethod
+  def _indexed(step):
+    """(carry, k_loop, i, batch_args) -> step i's (carry, loss)."""
+    return lambda carry, k_loop, i, args: step(
+        carry, jax.random.fold_in(k_loop, i), *args)
+
+  def _loop(self, carry, k_loop, loss, batch_args):
+    for i in range(self.num_steps):
+      carry, loss = self._step(carry, k_loop, i, batch_args)
+    return carry[0], loss
 
   def run(self, key: jax.Array, *batch_args) -> tuple[Any, jax.Array]:
     k_init, k_loop = split_key(key)
-    carry, loss = self._init(k_init), jnp.zeros(())
-    for i in range(self.num_steps):
-      carry, loss = self._step(carry, k_loop, i, *batch_args)
-    return carry[0], loss
+    return self._loop(self._init(k_init), k_loop, jnp.zeros(()), batch_args)
 
 
-class PopulationTrainer:
+class PopulationTrainer(HostTrainer):
   """``HostTrainer`` for a population of datasets: one task net per member,
   all from the same initialisation and with the same minibatch and dropout
   keys (common random numbers), the step vmapped over the members.
   ``run(key, size, *batch_args)``: every batch argument has a leading
   [size] axis; returns (params, last losses), each [size]-batched."""
 
-  def __init__(self, model: nn.Module, loss_fn: LossFn,
-               tx: optax.GradientTransformation, batch_fn: BatchFn,
-               num_steps: int, input_shape: tuple[int, ...]):
-    self.num_steps = num_steps
-    self._init = jax.jit(functools.partial(init, model=model, tx=tx,
-                                           input_shape=tuple(input_shape)))
-    step = make_step(model, loss_fn, tx, batch_fn)
+  @staticmethod
+  def _indexed(step):
     member = lambda carry, key, args: step(carry, key, *args)
-    self._step = jax.jit(
-        lambda carry, k_loop, i, args: jax.vmap(
-            member, in_axes=(0, None, 0))(
-                carry, jax.random.fold_in(k_loop, i), args),
-        donate_argnums=0)
+    return lambda carry, k_loop, i, args: jax.vmap(
+        member, in_axes=(0, None, 0))(carry, jax.random.fold_in(k_loop, i),
+                                      args)
 
   def run(self, key: jax.Array, size: int, *batch_args
           ) -> tuple[Any, jax.Array]:
     k_init, k_loop = split_key(key)
-    carry = jax.tree.map(
-        lambda x: jnp.broadcast_to(x, (size,) + x.shape), self._init(k_init))
-    loss = jnp.zeros((size,))
-    for i in range(self.num_steps):
-      carry, loss = self._step(carry, k_loop, i, batch_args)
-    return carry[0], loss
+    carry = jax.tree.map(lambda x: jnp.broadcast_to(x, (size,) + x.shape),
+                         self._init(k_init))
+    return self._loop(carry, k_loop, jnp.zeros((size,)), batch_args)
 
 
 def evaluate(params, model: nn.Module, images: jax.Array, labels: jax.Array,
