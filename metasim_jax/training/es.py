@@ -19,8 +19,8 @@ identity (``normalise="none"``) it is unbiased for that gradient (a
 quadratic reward's smoothed gradient is its gradient: tests/training/
 test_es.py).  ``"rank"`` (centred ranks in [-0.5, 0.5]) and ``"std"``
 (rewards divided by their spread) make the step independent of the
-reward's scale and of outliers, at the cost of a bias towards the sign of
-the gradient.  What it assumes: the reward changes measurably when a whole
+reward's scale and of outliers, at the cost of a biased size (the
+direction is kept: the same tests).  What it assumes: the reward changes measurably when a whole
 dataset moves by sigma (on MNIST rotation from the upright prior, R(+45
 degrees) - R(-45 degrees) = +0.20 +- 0.04 paired, where Algorithm 1's
 per-scene noise of 10 degrees moves the reward by ~0.002), and the
