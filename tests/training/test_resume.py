@@ -192,6 +192,8 @@ def _set(config, name, value):
     ("checkpoint_every", 0, "config.checkpoint_every must be >= 1"),
     ("world", "cifar", "unknown world 'cifar'"),
     ("seeds", (1, 1), "config.seeds (1, 1) has a repeated seed"),
+    ("task.estimator", "cma", "config.task.estimator 'cma' is not one of"),
+    ("task.estimator", "es", "set config.transformer.affine=True"),
 ])
 def test_value_out_of_range_is_named(tmp_path, name, value, message):
   config = mnist_config.get_config("rot,smoke")
