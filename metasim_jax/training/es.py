@@ -20,8 +20,8 @@ quadratic reward's smoothed gradient is its gradient: tests/training/
 test_es.py).  ``"rank"`` (centred ranks in [-0.5, 0.5]) and ``"std"``
 (rewards divided by their spread) make the step independent of the
 reward's scale and of outliers, at the cost of a biased size (the
-direction is kept: the same tests).  What it assumes: the reward changes measurably when a whole
-dataset moves by sigma (on MNIST rotation from the upright prior, R(+45
+direction is kept: the same tests).  What it assumes: the reward changes
+measurably when a whole dataset moves by sigma (on MNIST rotation from the upright prior, R(+45
 degrees) - R(-45 degrees) = +0.20 +- 0.04 paired, where Algorithm 1's
 per-scene noise of 10 degrees moves the reward by ~0.002), and the
 attributes that matter are among the affine parameters (the GCN's weights
@@ -83,7 +83,10 @@ def searched(params, mask: np.ndarray) -> jax.Array:
 
 def with_searched(params, values: jax.Array, mask: np.ndarray):
   """``params`` with its searched entries set to ``values`` [2 M]."""
-  return perturbed(params, values - searched(params, mask), mask)
+  idx, m = np.nonzero(mask), int(mask.sum())
+  return {**params,
+          "log_spread": params["log_spread"].at[idx].set(values[:m]),
+          "class_shift": params["class_shift"].at[idx].set(values[m:])}
 
 
 def centred_ranks(r: jax.Array) -> jax.Array:
