@@ -22,8 +22,9 @@ test_es.py).  ``"rank"`` (centred ranks in [-0.5, 0.5]) and ``"std"``
 reward's scale and of outliers, at the cost of a biased size (the
 direction is kept: the same tests).  What it assumes: the reward changes
 measurably when a whole dataset moves by sigma (on MNIST rotation from
-the upright prior, R(+45 degrees) - R(-45 degrees) = +0.20 +- 0.04 paired, where Algorithm 1's
-per-scene noise of 10 degrees moves the reward by ~0.002), and the
+the upright prior, R(+45 degrees) - R(-45 degrees) = +0.20 +- 0.04
+paired, where Algorithm 1's per-scene noise of 10 degrees moves the reward
+by ~0.002), and the
 attributes that matter are among the affine parameters (the GCN's weights
 are not searched).
 
