@@ -101,6 +101,7 @@ def upgrade_config(saved: dict) -> dict:
   task.setdefault("es", {"pairs": 4, "sigma": 3.0, "log_sigma": 0.3,
                          "lr": 0.15, "lr_decay": False,
                          "normalise": "rank"})
+  task["es"].setdefault("sigma_floor", 1.0)
   c.setdefault("parallel", {"devices": 0, "starts": 1, "coordinator": "",
                             "num_processes": 1, "process_id": 0})
   mmd = c.setdefault("mmd", {})

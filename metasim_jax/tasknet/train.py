@@ -7,10 +7,11 @@ Two drivers run it and give the same parameters (``tests/tasknet/
 test_train.py``):
 
 * ``train``: the whole loop as one ``lax.scan``, for use inside ``jit``;
-* ``HostTrainer``: a host loop around one jitted step.  XLA's CPU backend
-  runs convolutions in a ``lax.scan`` body about 2x slower than in a
-  top-level program (``benchmarks/meta_epoch.py``), so long trainings run
-  this way.
+* ``HostTrainer``: a host loop around two jitted programs, the batch and
+  the update (``make_update``, compiled once per model, loss and optimiser
+  and shared by every trainer of those).  XLA's CPU backend runs
+  convolutions in a ``lax.scan`` body about 2x slower than in a top-level
+  program (``benchmarks/meta_epoch.py``), so long trainings run this way.
 
 ``batch_fn(key, *args) -> (inputs, targets)`` draws a batch (fresh
 generated scenes, or a minibatch of a fixed set); ``loss_fn(logits,
@@ -43,14 +44,13 @@ def init(key: jax.Array, model: nn.Module, tx: optax.GradientTransformation,
   return params, tx.init(params)
 
 
-def make_step(model: nn.Module, loss_fn: LossFn,
-              tx: optax.GradientTransformation, batch_fn: BatchFn):
-  """``step((params, opt_state), key, *batch_args) -> (carry, loss)``."""
+def make_update(model: nn.Module, loss_fn: LossFn,
+                tx: optax.GradientTransformation):
+  """``update((params, opt_state), k_drop, x, y) -> (carry, loss)``: one
+  optimiser step on the batch (x, y)."""
 
-  def step(carry, key, *batch_args):
+  def update(carry, k_drop, x, y):
     params, opt_state = carry
-    k_data, k_drop = jax.random.split(key)
-    x, y = batch_fn(k_data, *batch_args)
 
     def loss(p):
       logits = model.apply({"params": p}, x, train=True,
@@ -60,6 +60,18 @@ def make_step(model: nn.Module, loss_fn: LossFn,
     value, grads = jax.value_and_grad(loss)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), value
+
+  return update
+
+
+def make_step(model: nn.Module, loss_fn: LossFn,
+              tx: optax.GradientTransformation, batch_fn: BatchFn):
+  """``step((params, opt_state), key, *batch_args) -> (carry, loss)``."""
+  update = make_update(model, loss_fn, tx)
+
+  def step(carry, key, *batch_args):
+    k_data, k_drop = jax.random.split(key)
+    return update(carry, k_drop, *batch_fn(k_data, *batch_args))
 
   return step
 
@@ -84,29 +96,51 @@ def train(key: jax.Array, model: nn.Module, loss_fn: LossFn,
   return params, losses
 
 
+@functools.lru_cache(maxsize=None)
+def _programs(model: nn.Module, loss_fn: LossFn,
+              tx: optax.GradientTransformation, input_shape: tuple[int, ...],
+              population: bool):
+  """The jitted (init, update) of a task net, shared by every trainer of
+  the same (model, loss, optimiser): the rows of a results table train on
+  different data with one compiled update."""
+  update = make_update(model, loss_fn, tx)
+  if population:  # one member per leading index, the same dropout key
+    update = jax.vmap(update, in_axes=(0, None, 0, 0))
+  return (jax.jit(functools.partial(init, model=model, tx=tx,
+                                    input_shape=input_shape)),
+          jax.jit(update, donate_argnums=0))
+
+
 class HostTrainer:
-  """``train`` as a host loop around one jitted step (same keys, same
-  result); ``run(key, *batch_args) -> (params, last loss)``."""
+  """``train`` as a host loop (same keys, same result): each step runs two
+  jitted programs, the batch (``batch_fn``, the trainer's own) and the
+  update (shared by every trainer of the same model, loss and optimiser,
+  so that training on another data source compiles only its batch).
+  ``run(key, *batch_args) -> (params, last loss)``."""
+
+  population = False
 
   def __init__(self, model: nn.Module, loss_fn: LossFn,
                tx: optax.GradientTransformation, batch_fn: BatchFn,
                num_steps: int, input_shape: tuple[int, ...]):
     self.num_steps = num_steps
-    self._init = jax.jit(functools.partial(init, model=model, tx=tx,
-                                           input_shape=tuple(input_shape)))
-    self._step = jax.jit(self._indexed(make_step(model, loss_fn, tx,
-                                                 batch_fn)),
-                         donate_argnums=0)
+    self._init, self._update = _programs(model, loss_fn, tx,
+                                         tuple(input_shape), self.population)
+    self._batch = jax.jit(self._keyed(batch_fn))
 
   @staticmethod
-  def _indexed(step):
-    """(carry, k_loop, i, batch_args) -> step i's (carry, loss)."""
-    return lambda carry, k_loop, i, args: step(
-        carry, jax.random.fold_in(k_loop, i), *args)
+  def _keyed(batch_fn):
+    """(k_loop, i, batch_args) -> (k_drop, x, y) of step i."""
+
+    def batch(k_loop, i, args):
+      k_data, k_drop = jax.random.split(jax.random.fold_in(k_loop, i))
+      return (k_drop, *batch_fn(k_data, *args))
+
+    return batch
 
   def _loop(self, carry, k_loop, loss, batch_args):
     for i in range(self.num_steps):
-      carry, loss = self._step(carry, k_loop, i, batch_args)
+      carry, loss = self._update(carry, *self._batch(k_loop, i, batch_args))
     return carry[0], loss
 
   def run(self, key: jax.Array, *batch_args) -> tuple[Any, jax.Array]:
@@ -117,16 +151,20 @@ class HostTrainer:
 class PopulationTrainer(HostTrainer):
   """``HostTrainer`` for a population of datasets: one task net per member,
   all from the same initialisation and with the same minibatch and dropout
-  keys (common random numbers), the step vmapped over the members.
+  keys (common random numbers), the update vmapped over the members.
   ``run(key, size, *batch_args)``: every batch argument has a leading
   [size] axis; returns (params, last losses), each [size]-batched."""
 
+  population = True
+
   @staticmethod
-  def _indexed(step):
-    member = lambda carry, key, args: step(carry, key, *args)
-    return lambda carry, k_loop, i, args: jax.vmap(
-        member, in_axes=(0, None, 0))(carry, jax.random.fold_in(k_loop, i),
-                                      args)
+  def _keyed(batch_fn):
+    def batch(k_loop, i, args):
+      k_data, k_drop = jax.random.split(jax.random.fold_in(k_loop, i))
+      member = lambda member_args: batch_fn(k_data, *member_args)
+      return (k_drop, *jax.vmap(member)(args))
+
+    return batch
 
   def run(self, key: jax.Array, size: int, *batch_args
           ) -> tuple[Any, jax.Array]:

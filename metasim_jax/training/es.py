@@ -119,14 +119,18 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
                  log_sigma: float, num_scenes: int, inner_steps: int,
                  inner_batch: int, task_weight: float, mmd_weight: float,
                  reward: str, normalise: str, fixed_task_init: bool,
-                 decay_steps: int = 0):
+                 decay_steps: int = 0, sigma_floor: float = 1.0):
   """The ``es`` estimator's meta-step: (state, pools, feat_params, target,
   val) -> (state, metrics), like ``steps.make_task_step``.
 
   ``sigma`` perturbs the shifts (prior standard deviations), ``log_sigma``
   the log-scales of the spread.  With ``decay_steps`` > 0 the searched
   parameters' steps shrink by a cosine to 0 over that many meta-steps (the
-  search settles instead of circling the optimum at full step size).
+  search settles instead of circling the optimum at full step size), and
+  the perturbations by the same cosine down to ``sigma_floor`` x their
+  size (1: fixed), so that the smoothing of the reward narrows as well:
+  the optimum of the reward smoothed at a large sigma is biased where the
+  reward is asymmetric about its peak.
   Three jitted programs: generate the 2P
   datasets, train their task networks (a host loop of one vmapped step),
   score them on V and update the generator (plus ``mmd_weight`` x the MMD
@@ -141,7 +145,20 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
     raise ValueError(f"es needs pairs >= 1, got {pairs}")
   scale = jnp.asarray(np.concatenate([np.full(m, log_sigma, np.float32),
                                       np.full(m, sigma, np.float32)]))
+  if not 0.0 < sigma_floor <= 1.0:
+    raise ValueError(f"es needs 0 < sigma_floor <= 1, got {sigma_floor}")
   size = 2 * pairs
+
+  def cosine(step):
+    """1 -> 0 by a cosine over ``decay_steps`` meta-steps (1 without)."""
+    if not decay_steps:
+      return jnp.ones(())
+    frac = jnp.minimum(step / decay_steps, 1.0)
+    return 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+
+  def sigma_at(step):
+    """The perturbations' scale [2M] at meta-step ``step``."""
+    return scale * (sigma_floor + (1.0 - sigma_floor) * cosine(step))
 
   def keys(state: MetaSimState):
     k_steps, k_fixed = jax.random.split(state.key)
@@ -157,7 +174,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
     k_scene, k_eps, k_task, _ = keys(state)
     params = jax.tree.map(lambda x: x[0], state.params)
     eps = jax.random.normal(k_eps, (pairs, 2 * m))
-    deltas = jnp.concatenate([eps, -eps]) * scale
+    deltas = jnp.concatenate([eps, -eps]) * sigma_at(state.step)
     scene = grammar_lib.sample(k_scene, pipe.prior, num_scenes, pools)
 
     def dataset(delta):
@@ -184,7 +201,8 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
     opt_state = jax.tree.map(lambda x: x[0], state.opt_state)
     scores = jax.vmap(lambda tp: pipe.score(tp, val))(task_params)
     r = -scores["loss"] if reward == "neg_loss" else scores[pipe.headline]
-    g = antithetic_gradient(r[:pairs], r[pairs:], eps, scale, normalise)
+    g = antithetic_gradient(r[:pairs], r[pairs:], eps,
+                            sigma_at(state.step), normalise)
     if "class_shift" not in params:
       raise ValueError("the es estimator searches the transformer's affine "
                        "parameters: set config.transformer.affine=True")
@@ -200,12 +218,8 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
     descent = searched(grads, mask) - task_weight * g  # ascent on R
     grads = with_searched(grads, scale * descent, mask)
     updates, opt_state = tx.update(grads, opt_state, params)
-    size_now = scale
-    if decay_steps:
-      frac = jnp.minimum(state.step / decay_steps, 1.0)
-      size_now = scale * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
-    updates = with_searched(updates, size_now * searched(updates, mask),
-                            mask)
+    updates = with_searched(
+        updates, scale * cosine(state.step) * searched(updates, mask), mask)
     params = optax.apply_updates(params, updates)
     state = state.replace(
         params=jax.tree.map(lambda x: x[None], params),

@@ -200,9 +200,11 @@ def distribution_report(setup: Setup, params, key):
   k_scene, k_kid = jax.random.split(key)
   stats, by_class, dist, values = {}, {}, {}, {}
   for name, source in SOURCES.items():
-    scene, mmd2, kid = _measure(
-        setup.final_pipe if source == "metasim" else pipe, k_scene, k_kid, n,
-        params, setup.pools, setup.feat_params, setup.test_ref, source)
+    scene, images = _scenes_and_images(
+        setup.final_pipe if source == "metasim" else pipe, k_scene, n, source,
+        params, setup.pools)
+    mmd2, kid = _distances(pipe.feature_fn, k_kid, images, setup.feat_params,
+                           setup.test_ref)
     attrs, mask, mmd2, kid = parallel.to_host(
         (scene.attrs, scene.node_mask, mmd2, kid))
     key_name = "target" if name == "oracle" else name
@@ -245,14 +247,19 @@ def _transformed(pipe, key, n, params, pools):
   return pipe.sample(key, n, pools, params, "metasim")
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 8))
-def _measure(pipe, k_scene, k_kid, n, params, pools, feat_params, reference,
-             source):
-  scene = pipe.sample(k_scene, n, pools, params, source)
-  feats = pipe.feature_fn(feat_params, pipe.render(
-      scene, pools, pipe.grammar(source)).image)
-  return (scene, reference.mmd2(feats),
-          features_lib.kid(k_kid, feats, reference.feats))
+@functools.partial(jax.jit, static_argnums=(0, 2, 3))
+def _scenes_and_images(pipe, key, n, source, params, pools):
+  scene = pipe.sample(key, n, pools, params, source)
+  return scene, pipe.render(scene, pools, pipe.grammar(source)).image
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _distances(feature_fn, k_kid, images, feat_params, reference):
+  """MMD^2 and KID of ``images`` to ``reference``: one program for every
+  source (the same features of the same shapes)."""
+  feats = feature_fn(feat_params, images)
+  return reference.mmd2(feats), features_lib.kid(k_kid, feats,
+                                                 reference.feats)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
