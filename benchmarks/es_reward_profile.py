@@ -48,7 +48,8 @@ def main(path: str, inner_steps: int | None):
   g = pipe.prior
   cls, yaw = list(g.classes).index("digit"), g.col("yaw")
   slot = pipe.task.slot
-  prior_mean, prior_std = float(g.centre[slot, yaw]), float(g.spread[slot, yaw])
+  prior_mean = float(g.centre[slot, yaw])
+  prior_std = float(g.spread[slot, yaw])
 
   def with_offset(d):
     shift = jnp.zeros_like(params["class_shift"]).at[cls, yaw].set(
@@ -94,13 +95,12 @@ def main(path: str, inner_steps: int | None):
   print(f"MNIST rot, V = {len(sets['val'].labels)} images, {n} scenes a "
         f"dataset, {inner_steps} task-net steps of {c.task.inner_batch}, "
         f"{REPEATS} paired repeats")
-  print("offset  mean yaw  -loss (sd)      accuracy  -loss - (-loss at 0) "
-        "(s.e.)")
+  print("offset  mean yaw  -loss (sd)      accuracy  R(d) - R(0) (s.e.)")
   for j, d in enumerate(OFFSETS):
     diff = loss[:, zero] - loss[:, j]
     print(f"{d:+6.0f}  {np.mean(mean_yaw, 0)[j]:8.1f}  "
           f"{-loss[:, j].mean():6.3f} ({loss[:, j].std():.3f})  "
-          f"{acc[:, j].mean():8.3f}  {-diff.mean():+8.3f} "
+          f"{acc[:, j].mean():8.3f}  {diff.mean():+8.3f} "
           f"({diff.std(ddof=1) / np.sqrt(REPEATS):.3f})")
 
 

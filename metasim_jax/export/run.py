@@ -102,6 +102,7 @@ def upgrade_config(saved: dict) -> dict:
                          "lr": 0.15, "lr_decay": False,
                          "normalise": "rank"})
   task["es"].setdefault("sigma_floor", 1.0)
+  task["es"].setdefault("decay_start", 0.0)
   c.setdefault("parallel", {"devices": 0, "starts": 1, "coordinator": "",
                             "num_processes": 1, "process_id": 0})
   mmd = c.setdefault("mmd", {})

@@ -115,18 +115,32 @@ def antithetic_gradient(r_plus: jax.Array, r_minus: jax.Array,
   return (diff[:, None] * eps).sum(0) / (2.0 * p * sigma)
 
 
+def decay_factor(step, decay_steps: int, decay_start: float = 0.0):
+  """1 until the fraction ``decay_start`` of ``decay_steps`` meta-steps,
+  then down to 0 by a cosine at ``decay_steps`` (always 1 if
+  ``decay_steps`` is 0)."""
+  if not decay_steps:
+    return jnp.ones(())
+  start = decay_start * decay_steps
+  frac = jnp.clip((step - start) / (decay_steps - start), 0.0, 1.0)
+  return 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+
+
 def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
                  log_sigma: float, num_scenes: int, inner_steps: int,
                  inner_batch: int, task_weight: float, mmd_weight: float,
                  reward: str, normalise: str, fixed_task_init: bool,
-                 decay_steps: int = 0, sigma_floor: float = 1.0):
+                 decay_steps: int = 0, sigma_floor: float = 1.0,
+                 decay_start: float = 0.0):
   """The ``es`` estimator's meta-step: (state, pools, feat_params, target,
   val) -> (state, metrics), like ``steps.make_task_step``.
 
   ``sigma`` perturbs the shifts (prior standard deviations), ``log_sigma``
   the log-scales of the spread.  With ``decay_steps`` > 0 the searched
   parameters' steps shrink by a cosine to 0 over that many meta-steps (the
-  search settles instead of circling the optimum at full step size), and
+  search settles instead of circling the optimum at full step size),
+  starting after the fraction ``decay_start`` of them (full steps until
+  then: the search must first travel to the optimum), and
   the perturbations by the same cosine down to ``sigma_floor`` x their
   size (1: fixed), so that the smoothing of the reward narrows as well:
   the optimum of the reward smoothed at a large sigma is biased where the
@@ -147,18 +161,14 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
                                       np.full(m, sigma, np.float32)]))
   if not 0.0 < sigma_floor <= 1.0:
     raise ValueError(f"es needs 0 < sigma_floor <= 1, got {sigma_floor}")
+  if not 0.0 <= decay_start < 1.0:
+    raise ValueError(f"es needs 0 <= decay_start < 1, got {decay_start}")
   size = 2 * pairs
-
-  def cosine(step):
-    """1 -> 0 by a cosine over ``decay_steps`` meta-steps (1 without)."""
-    if not decay_steps:
-      return jnp.ones(())
-    frac = jnp.minimum(step / decay_steps, 1.0)
-    return 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
 
   def sigma_at(step):
     """The perturbations' scale [2M] at meta-step ``step``."""
-    return scale * (sigma_floor + (1.0 - sigma_floor) * cosine(step))
+    return scale * (sigma_floor + (1.0 - sigma_floor) *
+                    decay_factor(step, decay_steps, decay_start))
 
   def keys(state: MetaSimState):
     k_steps, k_fixed = jax.random.split(state.key)
@@ -218,8 +228,8 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
     descent = searched(grads, mask) - task_weight * g  # ascent on R
     grads = with_searched(grads, scale * descent, mask)
     updates, opt_state = tx.update(grads, opt_state, params)
-    updates = with_searched(
-        updates, scale * cosine(state.step) * searched(updates, mask), mask)
+    step_size = scale * decay_factor(state.step, decay_steps, decay_start)
+    updates = with_searched(updates, step_size * searched(updates, mask), mask)
     params = optax.apply_updates(params, updates)
     state = state.replace(
         params=jax.tree.map(lambda x: x[None], params),

@@ -100,6 +100,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                        f"{es.NORMALISE}")
     if config.task.es.sigma < 0 or config.task.es.log_sigma < 0:
       raise ValueError("config.task.es.sigma and log_sigma must be >= 0")
+    if not 0.0 <= config.task.es.decay_start < 1.0:
+      raise ValueError(f"config.task.es.decay_start must be in [0, 1), got "
+                       f"{config.task.es.decay_start}")
     if not 0.0 < config.task.es.sigma_floor <= 1.0:
       raise ValueError(f"config.task.es.sigma_floor must be in (0, 1], got "
                        f"{config.task.es.sigma_floor}")
@@ -218,7 +221,7 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
           fixed_task_init=config.task.fixed_init,
           decay_steps=(config.task.steps if spec.steps is None
                        else spec.steps) if e.lr_decay else 0,
-          sigma_floor=e.sigma_floor)
+          sigma_floor=e.sigma_floor, decay_start=e.decay_start)
       n = config.task.steps if spec.steps is None else spec.steps
     else:
       step = steps.make_task_step(

@@ -43,6 +43,14 @@ def test_rank_normalisation_keeps_the_direction_not_the_size():
     es.antithetic_gradient(plus, minus, eps, 1.0, "zscore")
 
 
+def test_decay_waits_for_its_start_then_follows_a_cosine_to_zero():
+  f = lambda step: float(es.decay_factor(step, 20, 0.5))
+  assert f(0) == f(10) == 1.0
+  np.testing.assert_allclose([f(15), f(20), f(30)], [0.5, 0.0, 0.0],
+                             atol=1e-6)
+  assert float(es.decay_factor(7, 0)) == 1.0  # no decay
+
+
 def test_centred_ranks():
   np.testing.assert_allclose(es.centred_ranks(jnp.array([3.0, -1.0, 7.0])),
                              [0.0, -0.5, 0.5])

@@ -194,9 +194,15 @@ def _set(config, name, value):
     ("seeds", (1, 1), "config.seeds (1, 1) has a repeated seed"),
     ("task.estimator", "cma", "config.task.estimator 'cma' is not one of"),
     ("task.estimator", "es", "set config.transformer.affine=True"),
+    ("es:task.es.sigma_floor", 0.0,
+     "config.task.es.sigma_floor must be in (0, 1], got 0.0"),
+    ("es:task.es.decay_start", 1.0,
+     "config.task.es.decay_start must be in [0, 1), got 1.0"),
 ])
 def test_value_out_of_range_is_named(tmp_path, name, value, message):
-  config = mnist_config.get_config("rot,smoke")
+  options, _, name = name.rpartition(":")  # "es:" rows: the es config
+  config = mnist_config.get_config(
+      "rot,smoke" + ",task_only,es" * (options == "es"))
   _set(config, name, value)
   with pytest.raises(ValueError, match=re.escape(message)):
     launch.check(config, str(tmp_path / "w"), resume=False, overwrite=False)
