@@ -132,7 +132,8 @@ def get_config() -> ml_collections.ConfigDict:
   # affine parameters, needs transformer.affine; training/es.py): ``pairs``
   # antithetic pairs a step, perturbations of ``sigma`` prior standard
   # deviations on the shifts and ``log_sigma`` on the log-spreads, Adam
-  # with ``lr`` in units of those perturbations (a step moves a shift by
+  # (first-moment decay ``momentum``) with ``lr`` in units of those
+  # perturbations (a step moves a shift by
   # about lr x sigma; ``lr_decay``: by a cosine to 0 over the stage after
   # its fraction ``decay_start``, and the perturbations with it down to
   # ``sigma_floor`` x their size),
@@ -140,7 +141,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.task.estimator = "reinforce"
   c.task.es = {"pairs": 4, "sigma": 3.0, "log_sigma": 0.3, "lr": 0.15,
                "lr_decay": False, "decay_start": 0.0, "sigma_floor": 1.0,
-               "normalise": "rank"}
+               "momentum": 0.9, "normalise": "rank"}
 
   # kwargs: the task net's constructor arguments (by net).
   c.tasknet = {"name": "small_cnn", "kwargs": {}}

@@ -31,12 +31,13 @@ OPTIMIZERS = ("adam", "sgd")
 NOISES = ("per_scene", "per_dataset")
 
 
-def adam(lr: float, clip: float = 1.0, decay_steps: int | None = None
-         ) -> optax.GradientTransformation:
-  """Adam with global-norm clipping; cosine decay to 0 over decay_steps."""
+def adam(lr: float, clip: float = 1.0, decay_steps: int | None = None,
+         b1: float = 0.9) -> optax.GradientTransformation:
+  """Adam (momentum ``b1``) with global-norm clipping; cosine decay to 0
+  over decay_steps."""
   if decay_steps:
     lr = optax.cosine_decay_schedule(lr, decay_steps)
-  return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr))
+  return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr, b1=b1))
 
 
 def optimizer(name: str, lr: float, decay_steps: int | None = None

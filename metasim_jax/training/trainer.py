@@ -100,6 +100,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                        f"{es.NORMALISE}")
     if config.task.es.sigma < 0 or config.task.es.log_sigma < 0:
       raise ValueError("config.task.es.sigma and log_sigma must be >= 0")
+    if not 0.0 <= config.task.es.momentum < 1.0:
+      raise ValueError(f"config.task.es.momentum must be in [0, 1), got "
+                       f"{config.task.es.momentum}")
     if not 0.0 <= config.task.es.decay_start < 1.0:
       raise ValueError(f"config.task.es.decay_start must be in [0, 1), got "
                        f"{config.task.es.decay_start}")
@@ -192,8 +195,9 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
   pretrain_tx = steps.adam(config.pretrain.lr)
   task_tx = steps.adam(config.task.lr)  # the task net inside task_step
   # The transformer in the task stage (es: its affine parameters).
-  gen_tx = steps.adam(config.task.es.lr if config.task.estimator == "es"
-                      else config.task.gen_lr)
+  gen_tx = (steps.adam(config.task.es.lr, b1=config.task.es.momentum)
+            if config.task.estimator == "es" else
+            steps.adam(config.task.gen_lr))
   eval_tx = steps.adam(config.eval.lr, decay_steps=config.eval.train_steps)
   probe_tx = steps.adam(config.eval.lr, decay_steps=config.eval.probe_steps)
   specs = schedule.parse(

@@ -196,6 +196,8 @@ def _set(config, name, value):
     ("task.estimator", "es", "set config.transformer.affine=True"),
     ("es:task.es.sigma_floor", 0.0,
      "config.task.es.sigma_floor must be in (0, 1], got 0.0"),
+    ("es:task.es.momentum", 1.0,
+     "config.task.es.momentum must be in [0, 1), got 1.0"),
     ("es:task.es.decay_start", 1.0,
      "config.task.es.decay_start must be in [0, 1), got 1.0"),
 ])
