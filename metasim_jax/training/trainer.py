@@ -206,38 +206,35 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
       task=bool(config.task.weight and config.task.steps))
   trainer = lambda p, tx, n: p.task_trainer(
       tx, steps=n, batch=config.eval.batch_size, source="metasim")
+  # What both task-stage estimators share.
+  task_args = dict(num_scenes=config.task.num_scenes,
+                   inner_steps=config.task.inner_steps,
+                   inner_batch=config.task.inner_batch,
+                   task_weight=config.task.weight,
+                   mmd_weight=(config.mmd.weight if config.task.with_mmd
+                               else 0.0),
+                   reward=config.task.reward,
+                   fixed_task_init=config.task.fixed_init)
   phases = []
   for spec in specs:
     ph = pipe.for_groups(spec.groups, config.mmd.hold_weight)
     if spec.objective == "mmd":
       step = steps.make_mmd_step(ph, mmd_tx)
       n = config.mmd.steps if spec.steps is None else spec.steps
-    elif config.task.estimator == "es":
-      e = config.task.es
-      step = es.make_es_step(
-          ph, gen_tx, task_tx, pairs=e.pairs, sigma=e.sigma,
-          log_sigma=e.log_sigma, num_scenes=config.task.num_scenes,
-          inner_steps=config.task.inner_steps,
-          inner_batch=config.task.inner_batch,
-          task_weight=config.task.weight,
-          mmd_weight=config.mmd.weight if config.task.with_mmd else 0.0,
-          reward=config.task.reward, normalise=e.normalise,
-          fixed_task_init=config.task.fixed_init,
-          decay_steps=(config.task.steps if spec.steps is None
-                       else spec.steps) if e.lr_decay else 0,
-          sigma_floor=e.sigma_floor, decay_start=e.decay_start)
-      n = config.task.steps if spec.steps is None else spec.steps
     else:
-      step = steps.make_task_step(
-          ph, gen_tx, task_tx, num_scenes=config.task.num_scenes,
-          inner_steps=config.task.inner_steps,
-          inner_batch=config.task.inner_batch,
-          task_weight=config.task.weight,
-          mmd_weight=config.mmd.weight if config.task.with_mmd else 0.0,
-          baseline_decay=config.task.baseline_decay,
-          reward=config.task.reward, fixed_task_init=config.task.fixed_init,
-          noise=config.task.noise, inner_loop=config.task.inner_loop)
       n = config.task.steps if spec.steps is None else spec.steps
+      if config.task.estimator == "es":
+        e = config.task.es
+        step = es.make_es_step(
+            ph, gen_tx, task_tx, pairs=e.pairs, sigma=e.sigma,
+            log_sigma=e.log_sigma, normalise=e.normalise,
+            decay_steps=n if e.lr_decay else 0, sigma_floor=e.sigma_floor,
+            decay_start=e.decay_start, **task_args)
+      else:
+        step = steps.make_task_step(
+            ph, gen_tx, task_tx, baseline_decay=config.task.baseline_decay,
+            noise=config.task.noise, inner_loop=config.task.inner_loop,
+            **task_args)
     phases.append(Phase(
         spec=spec, pipe=ph, step=step,
         mmd_eval=steps.make_mmd_eval(ph, config.mmd.select_batch),
