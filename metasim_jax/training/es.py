@@ -146,7 +146,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   the optimum of the reward smoothed at a large sigma is biased where the
   reward is asymmetric about its peak.
   Three jitted programs: generate the 2P
-  datasets, train their task networks (a host loop of one vmapped step),
+  datasets, train their task networks (a host loop of the vmapped update),
   score them on V and update the generator (plus ``mmd_weight`` x the MMD
   gradient, as in Algorithm 1's optional term).
   """
