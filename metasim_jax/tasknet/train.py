@@ -126,17 +126,18 @@ class HostTrainer:
     self.num_steps = num_steps
     self._init, self._update = _programs(model, loss_fn, tx,
                                          tuple(input_shape), self.population)
-    self._batch = jax.jit(self._keyed(batch_fn))
-
-  @staticmethod
-  def _keyed(batch_fn):
-    """(k_loop, i, batch_args) -> (k_drop, x, y) of step i."""
+    batch_fn = self._batch_fn(batch_fn)
 
     def batch(k_loop, i, args):
+      """(k_drop, x, y) of step i."""
       k_data, k_drop = jax.random.split(jax.random.fold_in(k_loop, i))
       return (k_drop, *batch_fn(k_data, *args))
 
-    return batch
+    self._batch = jax.jit(batch)
+
+  @staticmethod
+  def _batch_fn(batch_fn):
+    return batch_fn
 
   def _loop(self, carry, k_loop, loss, batch_args):
     for i in range(self.num_steps):
@@ -158,13 +159,9 @@ class PopulationTrainer(HostTrainer):
   population = True
 
   @staticmethod
-  def _keyed(batch_fn):
-    def batch(k_loop, i, args):
-      k_data, k_drop = jax.random.split(jax.random.fold_in(k_loop, i))
-      member = lambda member_args: batch_fn(k_data, *member_args)
-      return (k_drop, *jax.vmap(member)(args))
-
-    return batch
+  def _batch_fn(batch_fn):
+    """Every member's batch, with the same key."""
+    return lambda k, *args: jax.vmap(lambda a: batch_fn(k, *a))(args)
 
   def run(self, key: jax.Array, size: int, *batch_args
           ) -> tuple[Any, jax.Array]:
