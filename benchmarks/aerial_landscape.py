@@ -1,6 +1,10 @@
 """Which features see where Aerial2D's cars are?  MMD^2 against the target
 set X_R of target-grammar scenes whose cars are moved off the road, for the
-pixel pyramid (MNIST's default) and the local statistics (Aerial2D's).
+pixel pyramid (MNIST's default), the local statistics (Aerial2D's), and
+the local statistics joined by a block learned from V
+(``metasim_jax/task_features.py``: the U-Net trained on V plus prior
+scenes, its class-probability maps pooled over 4x4 cells, ``cells``, or
+into relation statistics, ``relations``).
 
   python -m benchmarks.aerial_landscape [FEATURES...]
 
@@ -12,20 +16,30 @@ Cars rescaled (the target's scale is ~N(1, 0.06), the prior's U(0.45,
 seed replaced by another (a pure appearance gap).
 """
 
+import copy
 import sys
 
 import jax
 import numpy as np
 
 from experiments.configs import aerial as aerial_config
-from metasim_jax import features as features_lib
 from metasim_jax import pipeline as pipeline_lib
+from metasim_jax import task_features
 from metasim_jax.data import aerial
 from metasim_jax.features import MMDTarget
 
-FEATURES = {"pyramid": {"name": "pyramid", "levels": 4, "sigma": 1.0},
-            "local_stats": {"name": "local_stats", "levels": 4,
-                            "num_filters": 32, "filter_size": 5}}
+LOCAL_STATS = {"name": "local_stats", "levels": 4, "num_filters": 32,
+               "filter_size": 5}
+LEARNED = {"steps": 300, "batch": 16, "synthetic": 8, "lr": 2e-3,
+           "weight": 1.0}
+# name -> (config.features, config.task_features overrides or None)
+FEATURES = {
+    "pyramid": ({"name": "pyramid", "levels": 4, "sigma": 1.0}, None),
+    "local_stats": (LOCAL_STATS, None),
+    "cells": (LOCAL_STATS, {**LEARNED, "pooling": "cells", "grid": (4, 4)}),
+    "relations": (LOCAL_STATS, {**LEARNED, "pooling": "relations",
+                                "radii": (2.0, 4.0, 8.0)}),
+}
 
 
 def main(argv):
@@ -59,6 +73,9 @@ def main(argv):
            ("cars across-offset U(+-8 px)", 8, 0, "target", pools),
            ("cars across-offset U(+-16 px)", 16, 0, "target", pools),
            ("cars relative yaw U(+-180 deg)", 0, 180, "target", pools),
+           ("cars relative yaw U(+-45 deg)", 0, 45, "target", pools),
+           ("cars offset U(+-8 px), yaw U(+-180 deg)", 8, 180, "target",
+            pools),
            ("cars at scale 0.55 (prior's mean)", 0, 0, "target", pools,
             0.55),
            ("cars at scale 0.8", 0, 0, "target", pools, 0.8),
@@ -67,9 +84,14 @@ def main(argv):
            ("prior grammar", 0, 0, "prior", pools),
            ("target, other texture seed", 0, 0, "target", other)]
   for name in names:
-    kw = FEATURES[name]
-    params, fn = features_lib.create(**kw)
-    fn = jax.jit(fn)
+    feats, learned = FEATURES[name]
+    c = copy.deepcopy(config)
+    c.features.update(feats)
+    if learned:
+      c.task_features.update(learned)
+    p_name, params = pipeline_lib.build(c)
+    p_name, params = task_features.build(c, p_name, params, sets, pools)
+    fn = jax.jit(p_name.feature_fn)
     target = MMDTarget.create(fn(params, sets["real"].images),
                               config.mmd.median_multiples)
     print(f"features {name}:")

@@ -14,7 +14,11 @@ feature network may learn from it what matters to the task:
      (e.g. cars turned sideways, which V never shows);
   2. its outputs on an image become smooth maps (``Task.feature_maps``:
      class probabilities; for detection the car-centre probability and the
-     box sizes there), pooled over the cells of ``grid``;
+     box sizes there), pooled (``pooling``) over the cells of ``grid``
+     ("cells": where each class is) or into relation statistics at
+     ``radii`` px ("relations", ``features/relations.py``: which class lies
+     next to which, and whether their edges run parallel: cars on the road
+     and aligned with it, wherever the road is);
   3. that block joins the configured features (``config.features``), each
      block scaled by its median distance over X_R (``features/blocks.py``),
      the learned one weighted by ``weight``.
@@ -38,6 +42,7 @@ import optax
 from metasim_jax import keys
 from metasim_jax import tasknet as tasknet_lib
 from metasim_jax.features import blocks
+from metasim_jax.features import relations
 from metasim_jax.pipeline import Pipeline
 from metasim_jax.types import LabeledSet
 
@@ -83,14 +88,28 @@ def train_on_set(pipe: Pipeline, data: LabeledSet, key: jax.Array, *,
   return params, float(loss)
 
 
-def learned_block(pipe: Pipeline, grid) -> blocks.FeatureFn:
+POOLINGS = ("cells", "relations")
+
+
+def learned_block(pipe: Pipeline, grid, pooling: str = "cells",
+                  radii=(2.0, 4.0, 8.0)) -> blocks.FeatureFn:
   """fn(task-net params, images) -> the task net's feature maps pooled over
-  the cells of ``grid`` (rows, cols)."""
-  model, task, grid = pipe.tasknet, pipe.task, tuple(grid)
+  the cells of ``grid`` (rows, cols), or their relation statistics at
+  ``radii`` (``pooling="relations"``)."""
+  model, task, grid, radii = pipe.tasknet, pipe.task, tuple(grid), tuple(radii)
+  if pooling not in POOLINGS:
+    raise ValueError(f"task_features.pooling must be one of {POOLINGS}, got "
+                     f"{pooling!r}")
 
   def learned(p, images: jax.Array) -> jax.Array:
-    logits = model.apply({"params": p}, images, train=False)
-    return blocks.pool_maps(task.feature_maps(logits), grid)
+    maps = task.feature_maps(model.apply({"params": p}, images, train=False))
+    if pooling == "cells":
+      return blocks.pool_maps(maps, grid)
+    if maps.ndim != 4:
+      raise ValueError("task_features.pooling 'relations' needs maps over "
+                       f"the image (segmentation, detection); the "
+                       f"{type(task).__name__} task gives {maps.shape}")
+    return relations.relation_stats(maps, radii)
 
   return learned
 
@@ -114,7 +133,9 @@ def build(config, pipe: Pipeline, feat_params, sets: dict[str, LabeledSet],
   logging.info("task features: %s trained on V (%d images, %d steps, "
                "+%d prior scenes a batch), loss %.4f", config.tasknet.name,
                len(sets["val"].labels), cfg.steps, cfg.synthetic, loss)
-  fp, fn = blocks.balanced([pipe.feature_fn, learned_block(pipe, cfg.grid)],
+  block = learned_block(pipe, cfg.grid, cfg.get("pooling", "cells"),
+                        cfg.get("radii", (2.0, 4.0, 8.0)))
+  fp, fn = blocks.balanced([pipe.feature_fn, block],
                            [feat_params, params],
                            jnp.asarray(sets["real"].images),
                            [1.0, float(cfg.weight)])

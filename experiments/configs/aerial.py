@@ -2,8 +2,11 @@
 
   python -m experiments.aerial --flagfile=experiments/configs/aerial.flags
 
-Variants (``--config=experiments/configs/aerial.py:VARIANT``): ``default``,
-``smoke`` (tiny budgets, for tests).  Starts from ``base.get_config()``
+Variants (``--config=experiments/configs/aerial.py:VARIANT``, options
+joined by commas): ``default``; ``relations`` (MMD features joined by the
+relation statistics of the U-Net trained on V, ``task_features.py``: it
+sees whether cars stand on the road and are aligned with it,
+``benchmarks/aerial_landscape.py``); ``smoke`` (tiny budgets, for tests).  Starts from ``base.get_config()``
 (every key, with its default) and sets world "aerial", task
 "segmentation" (mean IoU over ``mean_over``); the Aerial2D-only keys
 (``textures``, ``splits``) are set here.  The input grammar and the
@@ -31,9 +34,10 @@ HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "aerial")
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   options = set(arg.split(",")) - {"default", ""}
-  if options - {"smoke"}:
-    raise ValueError(f"unknown options {sorted(options - {'smoke'})}; "
-                     "valid: default, smoke")
+  valid = {"smoke", "relations"}
+  if options - valid:
+    raise ValueError(f"unknown options {sorted(options - valid)}; "
+                     f"valid: default, {', '.join(sorted(valid))}")
   c = base.get_config()
   c.name = "aerial" + "".join(f"_{o}" for o in sorted(options))
   c.world = "aerial"
@@ -75,6 +79,11 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             "probe_steps": 200, "probe_every": 100, "num_scenes": 500,
             "repeats": 1}
 
+  if "relations" in options:
+    c.task_features.update({"steps": 300, "batch": 16, "synthetic": 8,
+                            "lr": 2e-3, "weight": 1.0,
+                            "pooling": "relations", "radii": (2.0, 4.0, 8.0)})
+
   if "smoke" in options:
     c.textures.counts = {"car": 6, "road": 2, "grass": 2, "tree": 3,
                          "house": 3}
@@ -87,4 +96,5 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
               "probe_steps": 2, "probe_every": 1, "num_scenes": 16,
               "repeats": 1}
     c.log_every = 1
+    c.task_features.steps = min(c.task_features.steps, 2)
   return c

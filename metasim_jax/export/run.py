@@ -115,8 +115,11 @@ def upgrade_config(saved: dict) -> dict:
   c.setdefault("success", {}).setdefault("std_tolerance", {})
   c.setdefault("transformer", {}).setdefault("affine", False)
   c.setdefault("features", {}).setdefault("grid", (1, 1))
-  c.setdefault("task_features", {"steps": 0, "batch": 16, "synthetic": 0,
-                                 "lr": 2e-3, "grid": (1, 1), "weight": 1.0})
+  tf = c.setdefault("task_features", {"steps": 0, "batch": 16,
+                                      "synthetic": 0, "lr": 2e-3,
+                                      "grid": (1, 1), "weight": 1.0})
+  tf.setdefault("pooling", "cells")
+  tf.setdefault("radii", (2.0, 4.0, 8.0))
   return c
 
 

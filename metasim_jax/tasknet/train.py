@@ -135,8 +135,7 @@ class HostTrainer:
 
     self._batch = jax.jit(batch)
 
-  @staticmethod
-  def _batch_fn(batch_fn):
+  def _batch_fn(self, batch_fn):
     return batch_fn
 
   def _loop(self, carry, k_loop, loss, batch_args):
@@ -152,20 +151,39 @@ class HostTrainer:
 class PopulationTrainer(HostTrainer):
   """``HostTrainer`` for a population of datasets: one task net per member,
   all from the same initialisation and with the same minibatch and dropout
-  keys (common random numbers), the update vmapped over the members.
-  ``run(key, size, *batch_args)``: every batch argument has a leading
-  [size] axis; returns (params, last losses), each [size]-batched."""
+  keys (common random numbers).  ``run(key, size, *batch_args)``: every
+  batch argument has a leading [size] axis; returns (params, last losses),
+  each [size]-batched.
 
-  population = True
+  ``vmap=True`` maps the update over the members in one program;
+  ``vmap=False`` trains them one after another with the single-net update.
+  Same result.  vmap is the fast choice for small nets and on accelerators;
+  on XLA's CPU backend, mapping a convolution over per-member weights
+  becomes a grouped convolution that ran 4x slower per member for the
+  Aerial2D U-Net (19x for its forward pass) than the plain one
+  (``benchmarks/aerial_task_signal.py``'s docstring)."""
 
-  @staticmethod
-  def _batch_fn(batch_fn):
+  def __init__(self, model: nn.Module, loss_fn: LossFn,
+               tx: optax.GradientTransformation, batch_fn: BatchFn,
+               num_steps: int, input_shape: tuple[int, ...],
+               vmap: bool = True):
+    self.population = vmap
+    super().__init__(model, loss_fn, tx, batch_fn, num_steps, input_shape)
+
+  def _batch_fn(self, batch_fn):
     """Every member's batch, with the same key."""
+    if not self.population:
+      return batch_fn
     return lambda k, *args: jax.vmap(lambda a: batch_fn(k, *a))(args)
 
   def run(self, key: jax.Array, size: int, *batch_args
           ) -> tuple[Any, jax.Array]:
     k_init, k_loop = split_key(key)
+    if not self.population:
+      members = [self._loop(self._init(k_init), k_loop, jnp.zeros(()),
+                            tuple(a[j] for a in batch_args))
+                 for j in range(size)]
+      return jax.tree.map(lambda *x: jnp.stack(x), *members)
     carry = jax.tree.map(lambda x: jnp.broadcast_to(x, (size,) + x.shape),
                          self._init(k_init))
     return self._loop(carry, k_loop, jnp.zeros((size,)), batch_args)

@@ -86,6 +86,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     value = _get(config, name)
     if not ok(value):
       raise ValueError(f"config.{name} must be {what}, got {value!r}")
+  tf = config.task_features
+  if tf.pooling not in task_features.POOLINGS:
+    raise ValueError(f"config.task_features.pooling {tf.pooling!r} is not "
+                     f"one of {task_features.POOLINGS}")
+  if not tf.radii or min(tf.radii) <= 0:
+    raise ValueError(f"config.task_features.radii must be positive radii "
+                     f"in px, got {tuple(tf.radii)}")
   if config.task.estimator not in ESTIMATORS:
     raise ValueError(f"config.task.estimator {config.task.estimator!r} is "
                      f"not one of {ESTIMATORS}")

@@ -38,3 +38,21 @@ def test_scan_and_host_loop_train_the_same_network():
   del chex_close
   np.testing.assert_allclose(last, losses[-1], rtol=1e-5)
   assert losses.shape == (12,) and float(losses[-1]) < float(losses[0])
+
+
+def test_population_vmap_and_loop_train_the_same_networks():
+  """Both member maps give each member the network HostTrainer trains on
+  that member's data alone (same init, same minibatch and dropout keys)."""
+  key = jax.random.key(5)
+  args = (_Tiny(), tasknet.cross_entropy, optax.adam(1e-2), _batch, 6,
+          (4, 4, 1))
+  scales = jnp.asarray([0.5, 2.0, -1.0])
+  mapped, _ = tasknet.PopulationTrainer(*args).run(key, 3, scales)
+  looped, last = tasknet.PopulationTrainer(*args, vmap=False).run(
+      key, 3, scales)
+  assert last.shape == (3,)
+  for j, s in enumerate(scales):
+    alone, _ = tasknet.HostTrainer(*args).run(key, s)
+    for tree in (mapped, looped):
+      jax.tree.map(lambda a, b: np.testing.assert_allclose(
+          a[j], b, rtol=1e-5, atol=1e-6), tree, alone)
