@@ -140,8 +140,14 @@ def get_config() -> ml_collections.ConfigDict:
   # about lr x sigma; ``lr_decay``: by a cosine to 0 over the stage after
   # its fraction ``decay_start``, and the perturbations with it down to
   # ``sigma_floor`` x their size),
-  # rewards normalised by "rank", "std" or "none".
+  # rewards normalised by "rank", "std" or "none".  Or "unrolled" (ours,
+  # training/unrolled.py): the gradient of V's loss through the inner
+  # training (a lax.scan) and the renderer, Adam at gen_lr on every
+  # transformer parameter, or only on the affine ones
+  # (``unrolled_affine_only``); the task net should be smooth (MNIST:
+  # tasknet.kwargs.smooth).
   c.task.estimator = "reinforce"
+  c.task.unrolled_affine_only = False
   c.task.es = {"pairs": 4, "sigma": 3.0, "log_sigma": 0.3, "lr": 0.15,
                "lr_decay": False, "decay_start": 0.0, "sigma_floor": 1.0,
                "momentum": 0.9, "normalise": "rank"}

@@ -8,7 +8,8 @@ Options: ``smoke`` (tiny budgets, for tests), ``task_only`` (the paper's
 meta-objective alone, no MMD), ``both`` (MMD, then task loss with MMD),
 ``shared_noise`` (REINFORCE with one noise draw per dataset instead of per
 scene; ours, not the paper's), ``es`` (the task stage by antithetic
-evolution strategies over the per-class affine parameters; ours).
+evolution strategies over the per-class affine parameters; ours),
+``unrolled`` (the gradient of V's loss through the inner training; ours).
 
 Starts from ``base.get_config()`` (every key, with its default) and sets
 world "mnist", task "classification" (the digit's class); the MNIST-only
@@ -60,10 +61,10 @@ def get_config(arg: str = "rot") -> ml_collections.ConfigDict:
   if variant not in ("rot", "rot_trans"):
     raise ValueError(f"unknown variant {variant!r}; valid: rot, rot_trans")
   unknown = set(options) - {"smoke", "task_only", "both", "shared_noise",
-                            "es"}
+                            "es", "unrolled"}
   if unknown:
     raise ValueError(f"unknown options {sorted(unknown)}; valid: smoke, "
-                     "task_only, both, shared_noise, es")
+                     "task_only, both, shared_noise, es, unrolled")
   size = 32 if variant == "rot" else 64
   c = base.get_config()
   c.name = f"mnist_{variant}" + "".join(f"_{o}" for o in options)
@@ -129,6 +130,19 @@ def get_config(arg: str = "rot") -> ml_collections.ConfigDict:
     c.task.es.decay_start = 0.4
     c.task.es.sigma_floor = 1.0 / 3.0
     c.task.es.momentum = 0.5
+  if "unrolled" in options:
+    # The gradient of V's loss through the inner training (training/
+    # unrolled.py), on the affine parameters (as es searches them), with a
+    # smooth task net (softplus, average pooling: max-pool ties on MNIST's
+    # zero background make the unrolled loss jump).  A step costs about
+    # three trainings: 90 steps ~ 270.
+    c.transformer.affine = True
+    c.task.estimator = "unrolled"
+    c.task.unrolled_affine_only = True
+    c.task.reward = "neg_loss"
+    c.task.gen_lr = 0.1
+    c.task.steps = 90
+    c.tasknet.kwargs = {**c.tasknet.kwargs, "smooth": True}
   if "both" in options:
     c.task.weight = 1.0
     c.task.steps = 30

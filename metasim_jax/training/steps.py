@@ -32,12 +32,16 @@ NOISES = ("per_scene", "per_dataset")
 
 
 def adam(lr: float, clip: float = 1.0, decay_steps: int | None = None,
-         b1: float = 0.9) -> optax.GradientTransformation:
+         b1: float = 0.9, eps_root: float = 0.0
+         ) -> optax.GradientTransformation:
   """Adam (momentum ``b1``) with global-norm clipping; cosine decay to 0
-  over decay_steps."""
+  over decay_steps.  ``eps_root`` > 0 keeps its square root differentiable
+  where a gradient is 0 (for differentiating through a training:
+  ``unrolled.py``)."""
   if decay_steps:
     lr = optax.cosine_decay_schedule(lr, decay_steps)
-  return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr, b1=b1))
+  return optax.chain(optax.clip_by_global_norm(clip),
+                     optax.adam(lr, b1=b1, eps_root=eps_root))
 
 
 def optimizer(name: str, lr: float, decay_steps: int | None = None

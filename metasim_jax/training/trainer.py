@@ -37,6 +37,7 @@ from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import schedule
 from metasim_jax import task_features
 from metasim_jax.training import (checkpoint, es, evaluation, report, stages,
+                                  unrolled,
                                   steps, tb_writer)
 from metasim_jax.training.seed import Phase, SeedRun, Setup
 
@@ -59,7 +60,7 @@ _SPLIT_OVER_DEVICES = ("pretrain.batch_size", "mmd.batch_size",
 _POSITIVE = ("pretrain.lr", "mmd.lr", "task.lr", "task.gen_lr", "eval.lr",
              "task_features.lr", "task_features.weight", "task.es.pairs",
              "task.es.lr")
-ESTIMATORS = ("reinforce", "es")
+ESTIMATORS = ("reinforce", "es", "unrolled")
 
 
 def _get(config: ml_collections.ConfigDict, name: str):
@@ -96,6 +97,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.task.estimator not in ESTIMATORS:
     raise ValueError(f"config.task.estimator {config.task.estimator!r} is "
                      f"not one of {ESTIMATORS}")
+  if config.task.estimator == "unrolled":
+    if config.task.reward != "neg_loss":
+      raise ValueError("config.task.estimator 'unrolled' descends V's loss: "
+                       "set config.task.reward='neg_loss' (got "
+                       f"{config.task.reward!r}, which has no gradient)")
+    if config.task.unrolled_affine_only and not config.transformer.affine:
+      raise ValueError("config.task.unrolled_affine_only needs "
+                       "config.transformer.affine=True")
   if config.task.estimator == "es":
     if not config.transformer.affine:
       raise ValueError("config.task.estimator 'es' searches the "
@@ -200,7 +209,10 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
   mmd_tx = steps.optimizer(config.mmd.optimizer, config.mmd.lr, decay_steps=(
       config.mmd.steps if config.mmd.lr_decay else None))
   pretrain_tx = steps.adam(config.pretrain.lr)
-  task_tx = steps.adam(config.task.lr)  # the task net inside task_step
+  # The task net inside the task step; the unrolled estimator
+  # differentiates through its updates (Adam's sqrt needs eps_root there).
+  task_tx = steps.adam(config.task.lr, eps_root=(
+      1e-12 if config.task.estimator == "unrolled" else 0.0))
   # The transformer in the task stage (es: its affine parameters).
   gen_tx = (steps.adam(config.task.es.lr, b1=config.task.es.momentum)
             if config.task.estimator == "es" else
@@ -237,6 +249,10 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
             log_sigma=e.log_sigma, normalise=e.normalise,
             decay_steps=n if e.lr_decay else 0, sigma_floor=e.sigma_floor,
             decay_start=e.decay_start, **task_args)
+      elif config.task.estimator == "unrolled":
+        step = unrolled.make_unrolled_step(
+            ph, gen_tx, task_tx, affine_only=config.task.unrolled_affine_only,
+            **task_args)
       else:
         step = steps.make_task_step(
             ph, gen_tx, task_tx, baseline_decay=config.task.baseline_decay,

@@ -194,6 +194,9 @@ def _set(config, name, value):
     ("seeds", (1, 1), "config.seeds (1, 1) has a repeated seed"),
     ("task.estimator", "cma", "config.task.estimator 'cma' is not one of"),
     ("task.estimator", "es", "set config.transformer.affine=True"),
+    ("task.estimator", "unrolled",
+     "config.task.estimator 'unrolled' descends V's loss: set "
+     "config.task.reward='neg_loss'"),
     ("task_features.pooling", "max",
      "config.task_features.pooling 'max' is not one of ('cells', "),
     ("task_features.radii", (4.0, 0.0),
