@@ -148,6 +148,10 @@ def get_config() -> ml_collections.ConfigDict:
   # tasknet.kwargs.smooth).
   c.task.estimator = "reinforce"
   c.task.unrolled_affine_only = False
+  # The task net's optimiser inside the task stage (lr: task.lr): "adam",
+  # or "sgd" (momentum 0.9; training/steps.py: optimizer), smoother to
+  # differentiate through (tests/training/test_unrolled.py).
+  c.task.inner_optimizer = "adam"
   c.task.es = {"pairs": 4, "sigma": 3.0, "log_sigma": 0.3, "lr": 0.15,
                "lr_decay": False, "decay_start": 0.0, "sigma_floor": 1.0,
                "momentum": 0.9, "normalise": "rank"}

@@ -99,6 +99,7 @@ def upgrade_config(saved: dict) -> dict:
   task.setdefault("inner_loop", "auto")
   task.setdefault("estimator", "reinforce")
   task.setdefault("unrolled_affine_only", False)
+  task.setdefault("inner_optimizer", "adam")
   task.setdefault("es", {"pairs": 4, "sigma": 3.0, "log_sigma": 0.3,
                          "lr": 0.15, "lr_decay": False,
                          "normalise": "rank"})

@@ -13,7 +13,8 @@ class SmallCNN(nn.Module):
   the paper's description matches); dropout follows the two hidden fully
   connected layers.
 
-  ``smooth=True`` replaces ReLU by softplus and max- by average pooling:
+  ``smooth=True`` replaces ReLU by SiLU (x sigmoid(x)) and max- by average
+  pooling:
   the network's output is then a smooth function of its input image and
   weights, which differentiating through its training needs (the
   ``unrolled`` estimator: with max-pool ties on exactly flat backgrounds,
@@ -27,7 +28,7 @@ class SmallCNN(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    act = nn.softplus if self.smooth else nn.relu
+    act = nn.silu if self.smooth else nn.relu
     pool = nn.avg_pool if self.smooth else nn.max_pool
     for f, s in zip(self.conv_features, self.conv_strides):
       x = act(nn.Conv(f, (5, 5), strides=s, padding="VALID")(x))

@@ -97,6 +97,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.task.estimator not in ESTIMATORS:
     raise ValueError(f"config.task.estimator {config.task.estimator!r} is "
                      f"not one of {ESTIMATORS}")
+  if config.task.inner_optimizer not in steps.OPTIMIZERS:
+    raise ValueError(f"config.task.inner_optimizer "
+                     f"{config.task.inner_optimizer!r} is not one of "
+                     f"{steps.OPTIMIZERS}")
   if config.task.estimator == "unrolled":
     if config.task.reward != "neg_loss":
       raise ValueError("config.task.estimator 'unrolled' descends V's loss: "
@@ -211,8 +215,10 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
   pretrain_tx = steps.adam(config.pretrain.lr)
   # The task net inside the task step; the unrolled estimator
   # differentiates through its updates (Adam's sqrt needs eps_root there).
-  task_tx = steps.adam(config.task.lr, eps_root=(
-      1e-12 if config.task.estimator == "unrolled" else 0.0))
+  task_tx = (steps.optimizer("sgd", config.task.lr)
+             if config.task.inner_optimizer == "sgd" else
+             steps.adam(config.task.lr, eps_root=(
+                 1e-12 if config.task.estimator == "unrolled" else 0.0)))
   # The transformer in the task stage (es: its affine parameters).
   gen_tx = (steps.adam(config.task.es.lr, b1=config.task.es.momentum)
             if config.task.estimator == "es" else

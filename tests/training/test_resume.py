@@ -197,6 +197,8 @@ def _set(config, name, value):
     ("task.estimator", "unrolled",
      "config.task.estimator 'unrolled' descends V's loss: set "
      "config.task.reward='neg_loss'"),
+    ("task.inner_optimizer", "rmsprop",
+     "config.task.inner_optimizer 'rmsprop' is not one of ('adam', 'sgd')"),
     ("task_features.pooling", "max",
      "config.task_features.pooling 'max' is not one of ('cells', "),
     ("task_features.radii", (4.0, 0.0),

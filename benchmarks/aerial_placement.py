@@ -1,0 +1,61 @@
+"""Where Aerial2D's cars stand on the road and how they are turned, in the
+data of trained runs (issue 14's figures: across-offset spread, and the
+share of cars aligned with the road).
+
+  python -m benchmarks.aerial_placement RUN_DIR [RUN_DIR ...]
+
+For each run directory (a trainer workdir or a committed ``results/``
+copy: results.json, grammar.json, target.json, transformer_seed*.msgpack),
+for every saved seed, 2,000 scenes each of the prior, Meta-Sim and the
+run's target: the cars' across-road offset (mean, std, share within 4 px
+of the axis), their heading relative to the road (share within 15 degrees
+of the road's direction, either way along it: |yaw| or |yaw - 180| <= 15)
+and their size.  The same scenes' keys for every source.
+"""
+
+import sys
+
+import jax
+import numpy as np
+
+from metasim_jax import grammar as grammar_lib
+from metasim_jax.export import run as run_lib
+
+N = 2000
+
+
+def stats(scene, grammar):
+  cars = grammar.slots_of("car")
+  a = np.asarray(scene.attrs)[:, cars]
+  x, yaw, scale = (a[..., grammar.col(c)].ravel()
+                   for c in ("x", "yaw", "scale"))
+  along = np.minimum(np.abs(yaw), 180.0 - np.abs(yaw))  # angle to the axis
+  return {"offset": f"{x.mean():+5.2f} ± {x.std():4.2f}",
+          "|offset| <= 4 px": f"{np.mean(np.abs(x) <= 4):4.0%}",
+          "within 15° of the road": f"{np.mean(along <= 15):4.0%}",
+          "scale": f"{scale.mean():.2f} ± {scale.std():.2f}"}
+
+
+def main(run_dirs):
+  for run_dir in run_dirs:
+    for seed in run_lib.saved_seeds(run_dir):
+      run = run_lib.load(run_dir, seed)
+      pipe, pools = run.pipe, run.pools
+      target = pipe.target
+      key = jax.random.key(seed)
+      rows = {
+          "prior": stats(grammar_lib.sample(key, pipe.prior, N, pools),
+                         pipe.prior),
+          "Meta-Sim": stats(pipe.transform(run.params, grammar_lib.sample(
+              key, pipe.prior, N, pools)), pipe.prior),
+          "target": stats(grammar_lib.sample(key, target, N, pools),
+                          target)}
+      print(f"{run_dir} seed {seed} ({N} scenes, 2 cars each)")
+      cols = list(rows["prior"])
+      print(f"  {'':9s}" + "".join(f"{c:>24s}" for c in cols))
+      for name, r in rows.items():
+        print(f"  {name:9s}" + "".join(f"{r[c]:>24s}" for c in cols))
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:] or ["results/aerial"])
