@@ -59,8 +59,8 @@ def get_config(arg: str = "default"):
   c.features.grid = (3, 4)  # where things are: horizon, road, cars
   # Beside them, the detector trained on V: where cars are and how large
   # (the random filters hardly see them; benchmarks/driving_landscape.py).
-  c.task_features = {"steps": 300, "batch": 16, "synthetic": 8, "lr": 2e-3,
-                     "grid": (6, 8), "weight": 1.0}
+  c.task_features.update({"steps": 300, "batch": 16, "synthetic": 8,
+                          "lr": 2e-3, "grid": (6, 8), "weight": 1.0})
   c.mmd.num_starts = 1
   c.mmd.grad = "finite_diff"  # the renderer has no JAX gradient
   c.mmd.batch_size = 16
