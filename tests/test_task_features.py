@@ -79,29 +79,27 @@ def test_prior_scenes_join_the_batches(problem):
   assert max(jax.tree.leaves(diff)) > 0  # the prior's scenes were used
 
 
-def test_relations_pooling_on_aerial_maps():
+def test_relations_pooling_on_aerial_maps(problem):
   """Aerial2D's U-Net maps pooled into relation statistics: one per class,
   then contact and alignment per class pair and radius; a classifier's
   maps (no space) are refused by name."""
   from experiments.configs import aerial as aerial_config
   config = aerial_config.get_config("smoke,relations")
   pipe, _ = pipeline_lib.build(config)
-  _, sets = pipeline_lib.build_data(config, pipe)
+  images = jax.random.uniform(jax.random.key(1), (3,) + pipe.input_shape)
   block = task_features.learned_block(pipe, (1, 1), "relations", (2.0, 4.0))
-  params = pipe.tasknet.init(jax.random.key(0), sets["val"].images[:1],
+  params = pipe.tasknet.init(jax.random.key(0), images[:1],
                              train=False)["params"]
   k = pipe.task.num_outputs
-  feats = block(params, sets["val"].images[:3])
+  feats = block(params, images)
   assert feats.shape == (3, k + 2 * 2 * k * k)
   assert np.isfinite(np.asarray(feats)).all()
   with pytest.raises(ValueError, match="pooling must be one of"):
     task_features.learned_block(pipe, (1, 1), "max")
-  mnist = mnist_config.get_config("rot,smoke")
-  mpipe, _ = pipeline_lib.build(mnist)
-  mparams = mpipe.tasknet.init(jax.random.key(0),
-                               jnp.zeros((1,) + mpipe.input_shape),
+  _, mpipe, _, sets = problem  # MNIST: class probabilities per image
+  mparams = mpipe.tasknet.init(jax.random.key(0), sets["val"].images[:1],
                                train=False)["params"]
   with pytest.raises(ValueError, match="'relations' needs maps over the "
                      "image"):
     task_features.learned_block(mpipe, (1, 1), "relations")(
-        mparams, jnp.zeros((2,) + mpipe.input_shape))
+        mparams, sets["val"].images[:2])
