@@ -37,8 +37,7 @@ from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import schedule
 from metasim_jax import task_features
 from metasim_jax.training import (checkpoint, es, evaluation, report, stages,
-                                  unrolled,
-                                  steps, tb_writer)
+                                  steps, tb_writer, unrolled)
 from metasim_jax.training.seed import Phase, SeedRun, Setup
 
 TB_DIRNAME = "tb"
