@@ -1,9 +1,8 @@
 """The ``unrolled`` estimator (training/unrolled.py): the gradient of the
 validation loss through a short inner training (of the smooth MNIST net:
-SiLU, average pooling; SGD inside) agrees with finite differences of that loss,
-and a step moves the generator."""
-
-import functools
+SiLU, average pooling; SGD inside) agrees with finite differences of that
+loss.  That a step moves the generator is shown by the committed run
+(results/mnist_rot_task_only_unrolled/)."""
 
 import jax
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 
 from experiments.configs import mnist as mnist_config
 from metasim_jax import pipeline as pipeline_lib
-from metasim_jax.training import steps, unrolled
+from metasim_jax.training import unrolled
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +48,3 @@ def test_gradient_agrees_with_finite_differences(problem):
     assert abs(fd) > 1e-4, (name, fd)  # the loss does depend on it
     np.testing.assert_allclose(g, fd, rtol=0.1, err_msg=name)
 
-
-def test_step_moves_the_generator(problem):
-  c, pipe, pools, val, params = problem
-  tx = steps.adam(0.1)
-  step = unrolled.make_unrolled_step(
-      pipe, tx, optax.sgd(0.1), num_scenes=16, inner_steps=2,
-      inner_batch=8, task_weight=1.0, mmd_weight=0.0, fixed_task_init=True)
-  state = steps.init_state(jax.random.key(4), jax.tree.map(
-      lambda x: x[None], params), tx)
-  new, metrics = step(state, pools, None, None, val)
-  assert np.isfinite(float(metrics["val_loss"]))
-  after = jax.tree.map(lambda x: x[0], new.params)
-  assert np.abs(np.asarray(after["class_shift"] - params["class_shift"])
-                ).max() > 0
