@@ -93,22 +93,19 @@ def main(inner_steps: int, n: int, repeats: int):
   trainer = tasknet_lib.PopulationTrainer(
       pipe.tasknet, pipe.task.loss, steps.adam(c.eval.lr), batch_fn,
       inner_steps, pipe.input_shape, vmap=False)
-  one = {s: jax.jit(lambda tp, s=s: pipe.score(tp, sets[s]))
-         for s in ("val", "test")}
-  score = {s: (lambda tp, f=f: jax.tree.map(
-      lambda *x: np.stack(x), *[jax.device_get(f(jax.tree.map(
-          lambda a, j=j: a[j], tp))) for j in range(len(CASES))]))
-           for s, f in one.items()}
+  score = {s: jax.jit(lambda tp, s=s: pipe.score(tp, sets[s]))
+           for s in ("val", "test")}
   out = {s: {m: [] for m in METRICS} for s in score}
   t0 = time.perf_counter()
   for r in range(repeats):
     k_scene, k_task = jax.random.split(jax.random.key(200 + r))
     images, labels = datasets(k_scene)
     task_params, _ = trainer.run(k_task, len(CASES), images, labels)
-    for s, fn in score.items():
-      got = jax.device_get(fn(task_params))
+    for s, fn in score.items():  # member by member (see vmap above)
+      got = [jax.device_get(fn(jax.tree.map(lambda a, j=j: a[j], task_params)))
+             for j in range(len(CASES))]
       for m in METRICS:
-        out[s][m].append(np.asarray(got[m]))
+        out[s][m].append(np.asarray([g[m] for g in got]))
     print(f"repeat {r + 1}/{repeats}: {time.perf_counter() - t0:.0f} s",
           flush=True)
   print(f"Aerial2D, {n} target-grammar scenes a dataset, {inner_steps} U-Net "

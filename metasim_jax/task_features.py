@@ -133,8 +133,7 @@ def build(config, pipe: Pipeline, feat_params, sets: dict[str, LabeledSet],
   logging.info("task features: %s trained on V (%d images, %d steps, "
                "+%d prior scenes a batch), loss %.4f", config.tasknet.name,
                len(sets["val"].labels), cfg.steps, cfg.synthetic, loss)
-  block = learned_block(pipe, cfg.grid, cfg.get("pooling", "cells"),
-                        cfg.get("radii", (2.0, 4.0, 8.0)))
+  block = learned_block(pipe, cfg.grid, cfg.pooling, cfg.radii)
   fp, fn = blocks.balanced([pipe.feature_fn, block],
                            [feat_params, params],
                            jnp.asarray(sets["real"].images),
