@@ -97,6 +97,24 @@ def soft_bound(u: jax.Array, margin: float = SOFT_MARGIN) -> jax.Array:
   return jnp.where(jnp.abs(u) > edge, jnp.sign(u) * tail, u)
 
 
+def contract_angle(deg: jax.Array, s: jax.Array) -> jax.Array:
+  """The circle's Moebius contraction towards 0: ``2 atan(s tan(deg / 2))``.
+
+  A smooth, strictly monotone map of the circle onto itself for every
+  ``s > 0``: the identity at ``s = 1``, towards 0 for ``s < 1`` (and away
+  from 180), ``s * deg`` for small angles.  It takes the uniform
+  distribution to the wrapped Cauchy with concentration
+  ``(1 - s) / (1 + s)`` (Kato & Jones, JASA 2010).  Scaling ``s * deg``
+  instead cuts the circle at 180: for ``s > 1`` it wraps values round it,
+  and on a uniform prior the distribution of headings modulo 180 (what a
+  front-back symmetric shape shows) is the same at ``s = 1`` and
+  ``s = 0.5`` and worse in between, a barrier that gradient steps on
+  ``s`` do not cross (``benchmarks/aerial_slices.py``).
+  """
+  half = jnp.deg2rad(wrap_angle(deg)) / 2.0  # in [-pi/2, pi/2)
+  return 2.0 * jnp.rad2deg(jnp.arctan2(s * jnp.sin(half), jnp.cos(half)))
+
+
 def encode(attrs: jax.Array, grammar: Grammar) -> jax.Array:
   """[B, N, A] attribute values -> [B, N, F] features."""
   lay = layout(grammar)
@@ -148,7 +166,9 @@ def apply_head(head: jax.Array, attrs: jax.Array, grammar: Grammar,
   Logits are returned for categorical columns that are mutable somewhere.
   ``affine`` = (log_spread, shift), each [classes, A] (optional):
   continuous and angle values are first scaled about the prior's centre
-  (``Grammar.centre``) by ``exp(log_spread)`` of their slot's class and
+  (``Grammar.centre``) by ``exp(log_spread)`` of their slot's class (angles
+  by ``contract_angle``, which is that scaling for small deviations and
+  keeps the circle whole for large ones) and
   moved by ``shift`` times the prior's standard deviation
   (``Grammar.spread``; the whole range / 2, or 180 degrees, where the prior
   is a constant).  In units of its own spread every attribute moves alike
@@ -182,7 +202,7 @@ def apply_head(head: jax.Array, attrs: jax.Array, grammar: Grammar,
         c = grammar.centre[:, j]
         unit = np.where(grammar.spread[:, j] > 0, grammar.spread[:, j],
                         180.0)
-        a = c + scale[:, j] * wrap_angle(x - c) + unit * shift[:, j]
+        a = c + contract_angle(x - c, scale[:, j]) + unit * shift[:, j]
       v = wrap_angle(a + 180.0 * head[..., start])
     elif kind == "categorical":
       k = int(grammar.num_cats[j])

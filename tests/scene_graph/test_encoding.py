@@ -42,3 +42,22 @@ def test_graphs_tuple_static_shapes(grammar, pools):
   assert g.senders.shape == (5 * 2,)  # two edges per scene
   assert int(g.receivers.max()) < 5 * n
   np.testing.assert_array_equal(g.n_node, [n] * 5)
+
+
+def test_contract_angle_keeps_the_circle_whole():
+  """The Moebius contraction: identity at s = 1, about s * deg for small
+  angles, continuous and increasing round the circle (no cut at 180), and
+  the uniform distribution goes to the wrapped Cauchy, whose mean
+  resultant length is (1 - s) / (1 + s)."""
+  deg = jnp.linspace(-180.0, 180.0, 3601)[:-1]
+  np.testing.assert_allclose(encoding.contract_angle(deg, 1.0), deg,
+                             atol=1e-3)
+  for s in (0.1, 0.5, 2.0):
+    out = np.asarray(encoding.contract_angle(deg, s))
+    small = np.abs(deg) < 5.0
+    np.testing.assert_allclose(out[small], s * deg[small], rtol=0.02,
+                               atol=1e-3)
+    assert (np.diff(out) > 0).all()  # increasing, one turn, no seam
+    r = np.deg2rad(out)
+    resultant = np.hypot(np.cos(r).mean(), np.sin(r).mean())
+    np.testing.assert_allclose(resultant, abs(1 - s) / (1 + s), atol=1e-3)

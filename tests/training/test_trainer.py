@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from experiments.configs import mnist as mnist_config
@@ -35,6 +36,23 @@ def test_offsets_rotate_the_generated_scenes(grammar, pools):
   d, j = grammar.slot("scene/digit[0]"), grammar.col("yaw")
   diff = (np.asarray(new.attrs - s.attrs)[:, d, j] + 180) % 360 - 180
   np.testing.assert_allclose(diff, 90.0, atol=1e-3)
+
+
+def test_odd_starts_begin_with_angles_contracted(grammar, pools):
+  """With the affine head, odd starts' angles begin contracted by
+  ANGLE_START_SPREAD; start 0 and every continuous spread stay as given."""
+  s = sample(jax.random.key(0), grammar, 4, pools)
+  model = transformer_lib.build(grammar, hidden=8, affine=True)
+  params = transformer_lib.init(jax.random.key(1), model, grammar, s)
+  state = starts.multi_start_state(jax.random.key(2), jax.random.key(3),
+                                   params, grammar, 3, 0.0, optax.sgd(0.1))
+  log_spread = np.asarray(state.params["log_spread"])
+  angle = np.array([k == "angle" for k in grammar.attr_kinds])
+  np.testing.assert_array_equal(log_spread[0], 0.0)
+  np.testing.assert_array_equal(log_spread[2], 0.0)
+  np.testing.assert_allclose(log_spread[1][:, angle],
+                             np.log(starts.ANGLE_START_SPREAD), rtol=1e-6)
+  np.testing.assert_array_equal(log_spread[1][:, ~angle], 0.0)
 
 
 def test_target_set_uses_every_digit_once_with_its_label():

@@ -83,8 +83,9 @@ def test_messages_flow_between_parent_and_child(grammar, pools):
 
 
 def test_spread_scales_deviations_from_the_prior_centre(grammar, pools):
-  """log_spread = log(1/2) with a zero head halves every mutable value's
-  distance to its prior centre (continuous and angle); zero is the
+  """log_spread = log(1/2) with a zero head halves every mutable
+  continuous value's distance to its prior centre, and contracts angles by
+  the circle's Moebius map (halving small deviations); zero is the
   identity."""
   s = sample(jax.random.key(0), grammar, 64, pools)
   model = transformer.build(grammar, hidden=16, affine=True)
@@ -101,8 +102,14 @@ def test_spread_scales_deviations_from_the_prior_centre(grammar, pools):
       continue
     before = np.asarray(s.attrs)[:, rows, j] - c[rows, j]
     after = np.asarray(new.attrs)[:, rows, j] - c[rows, j]
-    if kind == "angle":
+    if kind == "angle":  # the circle's contraction: halving, for small ones
       before, after = ((d + 180.0) % 360.0 - 180.0 for d in (before, after))
+      half = np.deg2rad(before) / 2
+      want = np.rad2deg(2 * np.arctan2(0.5 * np.sin(half), np.cos(half)))
+      np.testing.assert_allclose(after, want, rtol=1e-3, atol=1e-3)
+      small = np.abs(before) < 20.0
+      np.testing.assert_allclose(after[small], 0.5 * before[small], atol=0.1)
+      continue
     inside = np.abs(before) < 0.9 * np.abs(  # away from the soft range edge
         np.where(before > 0, grammar.high[rows, j], grammar.low[rows, j])
         - c[rows, j])
