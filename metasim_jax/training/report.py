@@ -50,12 +50,23 @@ def class_attribute_stats(attrs: np.ndarray, mask: np.ndarray,
   values: dict[tuple[str, int], list] = {}
   for _, n, j in columns:
     values.setdefault((classes[n], j), []).append(attrs[:, n, j][mask[:, n]])
-  return {f"{cls}.{names[j]}": _moments(np.concatenate(v), kinds[j])
-          for (cls, j), v in values.items() if sum(map(len, v))}
+  out = {}
+  for (cls, j), v in values.items():
+    if sum(map(len, v)):
+      v = np.concatenate(v)
+      out[f"{cls}.{names[j]}"] = _moments(v, kinds[j])
+      if kinds[j] == "angle":  # the line it lies on (front-back blind)
+        out[f"{cls}.{names[j]}_axis"] = _moments(v, "axial")
+  return out
 
 
 def _moments(v: np.ndarray, kind: str) -> dict:
-  """Mean and std of values ``v``; circular for angles."""
+  """Mean and std of values ``v``; circular for angles; for "axial" (an
+  angle's axis: 0 and 180 degrees are the same line), circular of the
+  doubled angle, halved."""
+  if kind == "axial":
+    m = _moments(2.0 * v, "angle")
+    return {"mean": m["mean"] / 2.0, "std": m["std"] / 2.0, "kind": kind}
   if kind == "angle":
     r = np.deg2rad(v)
     c, s = np.cos(r).mean(), np.sin(r).mean()
@@ -72,6 +83,8 @@ def angle_error(a: float, b: float) -> float:
 
 
 def _distance(a: float, b: float, kind: str) -> float:
+  if kind == "axial":
+    return angle_error(2.0 * a, 2.0 * b) / 2.0
   return angle_error(a, b) if kind == "angle" else abs(a - b)
 
 
@@ -218,7 +231,9 @@ def write_summary(path: str, summary: Mapping[str, Any], command: str,
     lines += [f"## Seed {seed}", ""]
     if r.get("attribute_stats_by_class"):
       lines += ["Mutable attributes per class (all slots of a class, "
-                "mean ± std; Meta-Sim: the last stage):", "",
+                "mean ± std, circular for angles; `_axis`: an angle's "
+                "line, front and back alike; Meta-Sim: the last stage):",
+                "",
                 *attribute_table(r["attribute_stats_by_class"]), ""]
     lines += [f"![samples](grid_seed{seed}.png)", "",
               f"![curves](curves_seed{seed}.png)", ""]

@@ -48,3 +48,22 @@ def test_success_covers_means_and_spreads():
       True, True, False]  # yaw mean within 5 degrees
   assert out["summary"]["spreads_within_tolerance_per_seed"] == [
       True, False, True]  # yaw std within 5 degrees
+
+
+def test_axis_rows_fold_front_and_back():
+  """Every angle also gets an "_axis" row (0 and 180 degrees are one
+  line): cars half at 0 and half at 180 degrees are spread all over the
+  circle, but lie exactly on one axis."""
+  import numpy as np
+  attrs = np.zeros((100, 1, 1), np.float32)
+  attrs[50:, 0, 0] = 180.0
+  attrs[:, 0, 0] += np.linspace(-2.0, 2.0, 100)
+  stats = report.class_attribute_stats(
+      attrs, np.ones((100, 1), bool), ["car"], ["yaw"], ["angle"],
+      [("car[0]", 0, 0)])
+  assert stats["car.yaw"]["std"] > 90.0
+  assert abs(stats["car.yaw_axis"]["mean"]) < 0.1
+  assert stats["car.yaw_axis"]["std"] < 2.0
+  # 170 and -170 lie 20 degrees apart on the circle, on axes 10 apart.
+  assert report.moved(60.0, 175.0, -175.0, "axial") == pytest.approx(
+      1.0 - 10.0 / 55.0)
