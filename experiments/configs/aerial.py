@@ -12,7 +12,11 @@ sees whether cars stand on the road and are aligned with it,
 (``textures``, ``splits``) are set here.  The input grammar and the
 target's parameters are JSON files (``grammar_file``, ``target_file``);
 another target needs only another file, e.g.
-``--config.target_file=my_target.json``.
+``--config.target_file=my_target.json``.  Shipped worlds (``aerial/``):
+``target.json`` (the default), ``target_offcentre.json`` (road
+off-centre, cars tight on its axis, aligned, at 0.8 size) and
+``target_lane.json`` (cars in one lane: its side cannot be seen where cars
+show no front, ``benchmarks/aerial_slices.py``).
 
 World: grass; a straight road (x, y, yaw); two cars that are children of
 the road, so their x (across, |x| <= 16 px), y (along), yaw and scale are
