@@ -140,7 +140,9 @@ def get_config() -> ml_collections.ConfigDict:
   # about lr x sigma; ``lr_decay``: by a cosine to 0 over the stage after
   # its fraction ``decay_start``, and the perturbations with it down to
   # ``sigma_floor`` x their size),
-  # rewards normalised by "rank", "std" or "none".  Or "unrolled" (ours,
+  # rewards normalised by "rank", "std" or "none"; ``vmap``: the 2P task
+  # nets trained in one vmapped program (small nets, accelerators) or one
+  # after another (False: a U-Net on a CPU, ~19x faster there).  Or "unrolled" (ours,
   # training/unrolled.py): the gradient of V's loss through the inner
   # training (a lax.scan) and the renderer, Adam at gen_lr on every
   # transformer parameter, or only on the affine ones
@@ -154,7 +156,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.task.inner_optimizer = "adam"
   c.task.es = {"pairs": 4, "sigma": 3.0, "log_sigma": 0.3, "lr": 0.15,
                "lr_decay": False, "decay_start": 0.0, "sigma_floor": 1.0,
-               "momentum": 0.9, "normalise": "rank"}
+               "momentum": 0.9, "normalise": "rank", "vmap": True}
 
   # kwargs: the task net's constructor arguments (by net).
   c.tasknet = {"name": "small_cnn", "kwargs": {}}

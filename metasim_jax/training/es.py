@@ -131,7 +131,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
                  inner_batch: int, task_weight: float, mmd_weight: float,
                  reward: str, normalise: str, fixed_task_init: bool,
                  decay_steps: int = 0, sigma_floor: float = 1.0,
-                 decay_start: float = 0.0):
+                 decay_start: float = 0.0, vmap: bool = True):
   """The ``es`` estimator's meta-step: (state, pools, feat_params, target,
   val) -> (state, metrics), like ``steps.make_task_step``.
 
@@ -146,8 +146,10 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   the optimum of the reward smoothed at a large sigma is biased where the
   reward is asymmetric about its peak.
   Three jitted programs: generate the 2P
-  datasets, train their task networks (a host loop of the vmapped update),
-  score them on V and update the generator (plus ``mmd_weight`` x the MMD
+  datasets, train their task networks (a host loop of the vmapped update;
+  ``vmap=False``: of the single-net update, member after member, and
+  scored one after another, the fast choice for a U-Net on a CPU:
+  ``tasknet.PopulationTrainer``), score them on V and update the generator (plus ``mmd_weight`` x the MMD
   gradient, as in Algorithm 1's optional term).
   """
   mask = search_mask(pipe.prior)
@@ -201,7 +203,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
 
   trainer = tasknet_lib.PopulationTrainer(pipe.tasknet, pipe.task.loss,
                                           task_tx, batch_fn, inner_steps,
-                                          pipe.input_shape)
+                                          pipe.input_shape, vmap=vmap)
 
   @functools.partial(jax.jit, donate_argnums=0)
   def update(state: MetaSimState, eps, task_params, pools, feat_params,
@@ -209,7 +211,9 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
     _, _, _, k_mmd = keys(state)
     params = jax.tree.map(lambda x: x[0], state.params)
     opt_state = jax.tree.map(lambda x: x[0], state.opt_state)
-    scores = jax.vmap(lambda tp: pipe.score(tp, val))(task_params)
+    score = lambda tp: pipe.score(tp, val)
+    scores = (jax.vmap(score)(task_params) if vmap
+              else jax.lax.map(score, task_params))
     r = -scores["loss"] if reward == "neg_loss" else scores[pipe.headline]
     g = antithetic_gradient(r[:pairs], r[pairs:], eps,
                             sigma_at(state.step), normalise)

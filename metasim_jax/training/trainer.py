@@ -253,7 +253,7 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
             ph, gen_tx, task_tx, pairs=e.pairs, sigma=e.sigma,
             log_sigma=e.log_sigma, normalise=e.normalise,
             decay_steps=n if e.lr_decay else 0, sigma_floor=e.sigma_floor,
-            decay_start=e.decay_start, **task_args)
+            decay_start=e.decay_start, vmap=e.vmap, **task_args)
       elif config.task.estimator == "unrolled":
         step = unrolled.make_unrolled_step(
             ph, gen_tx, task_tx, affine_only=config.task.unrolled_affine_only,

@@ -112,3 +112,21 @@ def test_step_moves_only_the_searched_affine_parameters(problem):
   for k in params:
     if k not in ("class_shift", "log_spread"):
       jax.tree.map(np.testing.assert_array_equal, after[k], params[k])
+
+
+def test_members_one_after_another_give_the_same_step(problem):
+  """vmap=False (task nets trained and scored member after member) takes
+  the same step as the vmapped population."""
+  pipe, pools, sets, _, step, state = problem
+  c = mnist_config.get_config("rot,smoke,task_only,es")
+  seq = es.make_es_step(
+      pipe, steps.adam(0.5), steps.adam(c.task.lr), pairs=2, sigma=3.0,
+      log_sigma=0.5, num_scenes=c.task.num_scenes, inner_steps=2,
+      inner_batch=4, task_weight=1.0, mmd_weight=0.0, reward="neg_loss",
+      normalise="rank", fixed_task_init=True, vmap=False)
+  a, ma = step(state(), pools, None, None, sets["val"])
+  b, mb = seq(state(), pools, None, None, sets["val"])
+  np.testing.assert_allclose(float(mb["reward"]), float(ma["reward"]),
+                             rtol=1e-4)
+  for name in ("class_shift", "log_spread"):
+    np.testing.assert_allclose(b.params[name], a.params[name], atol=1e-5)
