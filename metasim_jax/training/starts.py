@@ -3,8 +3,9 @@ constant offset of its mutable attributes, trained side by side (vmapped)
 so that one of them starts in the basin of the target.
 
 With the affine head (``transformer.affine``), every odd-numbered start
-also begins with its angles contracted (``ANGLE_START_SPREAD``, by the
-circle's Moebius map, ``encoding.contract_angle``).  From a prior that is
+also begins with its relative angles (in a parent object's frame)
+contracted (``ANGLE_START_SPREAD``, by the circle's Moebius map,
+``encoding.contract_angle``).  From a prior that is
 wide on the circle, the MMD of features that see headings only modulo 180
 degrees (a car's outline, not its front) is flat in the angles' spread
 near the prior's (``benchmarks/aerial_slices.py``: MMD^2 0.00449 at 1x,
@@ -51,10 +52,21 @@ ANGLE_START_SPREAD = 0.25
 
 def contracted_angles(log_spread: jax.Array, grammar: Grammar,
                       factor: float) -> jax.Array:
-  """[classes, A] log_spread with every angle column's spread times
-  ``factor``."""
+  """[classes, A] log_spread with the spread of every angle held in a
+  parent object's frame (a class whose slots' parent is not the root: a
+  car's heading on its road) times ``factor``.  Headings in the image's
+  frame (the road's, the camera's) are left as they are: features that
+  turn with the image hardly see them, so a contraction there would stay
+  whatever the target's spread."""
+  parents = grammar.parents
+  relative = np.zeros(len(grammar.classes), bool)
+  names = list(grammar.classes)
+  for slot in grammar.slots:
+    if slot.parent >= 0 and parents[slot.parent] >= 0:
+      relative[names.index(slot.cls)] = True
   angle = np.array([k == "angle" for k in grammar.attr_kinds])
-  return log_spread + np.where(angle, np.log(factor), 0.0)
+  return log_spread + np.where(relative[:, None] & angle[None, :],
+                               np.log(factor), 0.0)
 
 
 def stack(params, num: int):

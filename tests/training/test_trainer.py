@@ -5,10 +5,11 @@ import numpy as np
 import optax
 import pytest
 
+from experiments.configs import aerial as aerial_config
 from experiments.configs import mnist as mnist_config
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import transformer as transformer_lib
-from metasim_jax.data import mnist
+from metasim_jax.data import aerial, mnist
 from metasim_jax.grammar import sample
 from metasim_jax.training import starts, trainer
 from tests.conftest import random_pool
@@ -38,21 +39,25 @@ def test_offsets_rotate_the_generated_scenes(grammar, pools):
   np.testing.assert_allclose(diff, 90.0, atol=1e-3)
 
 
-def test_odd_starts_begin_with_angles_contracted(grammar, pools):
-  """With the affine head, odd starts' angles begin contracted by
-  ANGLE_START_SPREAD; start 0 and every continuous spread stay as given."""
+def test_odd_starts_begin_with_relative_angles_contracted():
+  """With the affine head, odd starts' relative angles (a car's heading on
+  its road) begin contracted by ANGLE_START_SPREAD; start 0, angles in the
+  image's frame (the road's) and every continuous spread stay as given."""
+  c = aerial_config.get_config("smoke")
+  grammar = pipeline_lib.build(c)[0].prior
+  pools = aerial.texture_pools(0, dict(c.textures.counts))
   s = sample(jax.random.key(0), grammar, 4, pools)
   model = transformer_lib.build(grammar, hidden=8, affine=True)
   params = transformer_lib.init(jax.random.key(1), model, grammar, s)
   state = starts.multi_start_state(jax.random.key(2), jax.random.key(3),
                                    params, grammar, 3, 0.0, optax.sgd(0.1))
   log_spread = np.asarray(state.params["log_spread"])
-  angle = np.array([k == "angle" for k in grammar.attr_kinds])
   np.testing.assert_array_equal(log_spread[0], 0.0)
   np.testing.assert_array_equal(log_spread[2], 0.0)
-  np.testing.assert_allclose(log_spread[1][:, angle],
-                             np.log(starts.ANGLE_START_SPREAD), rtol=1e-6)
-  np.testing.assert_array_equal(log_spread[1][:, ~angle], 0.0)
+  names, yaw = list(grammar.classes), grammar.col("yaw")
+  want = np.zeros_like(log_spread[1])
+  want[names.index("car"), yaw] = np.log(starts.ANGLE_START_SPREAD)
+  np.testing.assert_allclose(log_spread[1], want, rtol=1e-6)
 
 
 def test_target_set_uses_every_digit_once_with_its_label():
