@@ -100,7 +100,9 @@ def attribute_table(by_class: Mapping[str, Mapping[str, dict]]) -> list[str]:
   """Markdown rows: per (class, attribute), mean ± std of the prior,
   Meta-Sim and the target, and the fraction of the way each of the mean
   and the std moved toward the target's (``moved``; "-" where the prior's
-  is within a tenth of the target's std of it: nothing to move)."""
+  is within a tenth of the target's std of it: nothing to move; "drifted
+  d" where Meta-Sim's then lies d away, more than a quarter of the
+  target's std: moved where it had no reason to)."""
   lines = ["| attribute | prob. grammar | Meta-Sim | target | mean moved | "
            "std moved |", "|---|---|---|---|---|---|"]
   fmt = lambda d: f"{d['mean']:.2f} ± {d['std']:.2f}"
@@ -109,7 +111,8 @@ def attribute_table(by_class: Mapping[str, Mapping[str, dict]]) -> list[str]:
     cells = []
     for stat, kind in (("mean", t["kind"]), ("std", "continuous")):
       if _distance(p[stat], t[stat], kind) <= 0.1 * t["std"]:
-        cells.append("-")
+        off = _distance(m[stat], t[stat], kind)
+        cells.append("-" if off <= 0.25 * t["std"] else f"drifted {off:.2f}")
       else:
         cells.append(f"{100 * moved(p[stat], m[stat], t[stat], kind):.0f} %")
     lines.append(f"| {name} | {fmt(p)} | {fmt(m)} | {fmt(t)} | "

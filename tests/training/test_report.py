@@ -30,6 +30,11 @@ def test_attribute_table_rows():
   yaw = next(l for l in lines if l.startswith("| car.yaw "))
   # The prior's yaw mean is within a tenth of the target's std: "-".
   assert yaw.endswith("| - | 100 % |")
+  # Nothing to move, but Meta-Sim moved it anyway: "drifted".
+  by_class["metasim"]["car.yaw"] = stat(20.0, 4.0, "angle")
+  yaw = next(l for l in report.attribute_table(by_class)
+             if l.startswith("| car.yaw "))
+  assert "| drifted 19.80 |" in yaw
 
 
 def test_success_covers_means_and_spreads():
