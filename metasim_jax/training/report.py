@@ -96,6 +96,11 @@ def moved(prior: float, metasim: float, target: float, kind: str) -> float:
           else 1.0 - _distance(metasim, target, kind) / gap)
 
 
+# Circular std (degrees) above which an angle's mean says nothing (the
+# uniform's resultant length is ~0; 90 degrees: a resultant of 0.29).
+_FLAT_STD = {"angle": 90.0, "axial": 45.0}
+
+
 def attribute_table(by_class: Mapping[str, Mapping[str, dict]]) -> list[str]:
   """Markdown rows: per (class, attribute), mean ± std of the prior,
   Meta-Sim and the target, and the fraction of the way each of the mean
@@ -112,7 +117,10 @@ def attribute_table(by_class: Mapping[str, Mapping[str, dict]]) -> list[str]:
     for stat, kind in (("mean", t["kind"]), ("std", "continuous")):
       if _distance(p[stat], t[stat], kind) <= 0.1 * t["std"]:
         off = _distance(m[stat], t[stat], kind)
-        cells.append("-" if off <= 0.25 * t["std"] else f"drifted {off:.2f}")
+        # The mean of a near-uniform angle is noise: nothing to drift from.
+        flat = stat == "mean" and t["std"] > _FLAT_STD.get(kind, np.inf)
+        cells.append("-" if flat or off <= 0.25 * t["std"]
+                     else f"drifted {off:.2f}")
       else:
         cells.append(f"{100 * moved(p[stat], m[stat], t[stat], kind):.0f} %")
     lines.append(f"| {name} | {fmt(p)} | {fmt(m)} | {fmt(t)} | "
