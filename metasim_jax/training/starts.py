@@ -22,6 +22,7 @@ import optax
 
 from metasim_jax import transformer as transformer_lib
 from metasim_jax.grammar.spec import Grammar
+from metasim_jax.scene_graph import encoding
 from metasim_jax.training import steps
 from metasim_jax.types import MetaSimState
 
@@ -59,11 +60,9 @@ def contracted_angles(log_spread: jax.Array, grammar: Grammar,
   turn with the image hardly see them, so a contraction there would stay
   whatever the target's spread."""
   parents = grammar.parents
+  held = np.array([p >= 0 and parents[p] >= 0 for p in parents])
   relative = np.zeros(len(grammar.classes), bool)
-  names = list(grammar.classes)
-  for slot in grammar.slots:
-    if slot.parent >= 0 and parents[slot.parent] >= 0:
-      relative[names.index(slot.cls)] = True
+  relative[encoding.class_ids(grammar)[held]] = True
   angle = np.array([k == "angle" for k in grammar.attr_kinds])
   return log_spread + np.where(relative[:, None] & angle[None, :],
                                np.log(factor), 0.0)
