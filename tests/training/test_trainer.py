@@ -60,6 +60,36 @@ def test_odd_starts_begin_with_relative_angles_contracted():
   np.testing.assert_allclose(log_spread[1], want, rtol=1e-6)
 
 
+def test_contracted_starts_turn_image_frame_headings_only():
+  """Start 1 (contracted) is not rotated in its parent's frame: with its
+  contraction undone, its cars' headings match start 0's while its road
+  turns by the stratified offset; start 2 (not contracted) turns both."""
+  c = aerial_config.get_config("smoke")
+  grammar = pipeline_lib.build(c)[0].prior
+  pools = aerial.texture_pools(0, dict(c.textures.counts))
+  s = sample(jax.random.key(0), grammar, 4, pools)
+  model = transformer_lib.build(grammar, hidden=8, affine=True)
+  params = transformer_lib.init(jax.random.key(1), model, grammar, s)
+  state = starts.multi_start_state(jax.random.key(2), jax.random.key(3),
+                                   params, grammar, 3, 0.0, optax.sgd(0.1))
+  yaw = grammar.col("yaw")
+  road, car = grammar.slot("scene/road[0]"), grammar.slot("scene/road[0]/car[0]")
+
+  def yaws(k):
+    p = jax.tree.map(lambda x: x[k], state.params)
+    p = {**p, "log_spread": p["log_spread"] * 0}
+    new, _ = transformer_lib.transform(p, model, grammar, s)
+    return np.asarray(new.attrs)[:, :, yaw]
+
+  def turn(a, b):
+    return (a - b + 180.0) % 360.0 - 180.0
+
+  y0, y1, y2 = yaws(0), yaws(1), yaws(2)
+  np.testing.assert_allclose(turn(y1[:, car], y0[:, car]), 0.0, atol=1e-3)
+  assert np.all(np.abs(turn(y1[:, road], y0[:, road])) > 45.0)
+  assert np.all(np.abs(turn(y2[:, car], y0[:, car])) > 45.0)
+
+
 def test_target_set_uses_every_digit_once_with_its_label():
   config = mnist_config.get_config("rot,smoke")
   pipe, _ = pipeline_lib.build(config)
