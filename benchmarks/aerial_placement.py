@@ -10,7 +10,10 @@ for every saved seed, 2,000 scenes each of the prior, Meta-Sim and the
 run's target: the cars' across-road offset (mean, std, share within 4 px
 of the axis), their heading relative to the road (share within 15 degrees
 of the road's direction, either way along it: |yaw| or |yaw - 180| <= 15)
-and their size.  The same scenes' keys for every source.
+and their size; and the road's offset from the image's centre, across
+its axis (what an image shows: the road texture, 160 px long, spans the
+64 px canvas, so sliding it along its axis changes nothing but where its
+cars are) and along it.  The same scenes' keys for every source.
 """
 
 import sys
@@ -24,13 +27,23 @@ from metasim_jax.export import run as run_lib
 N = 2000
 
 
-def stats(scene, grammar):
+def stats(scene, grammar, canvas):
   cars = grammar.slots_of("car")
   a = np.asarray(scene.attrs)[:, cars]
   x, yaw, scale = (a[..., grammar.col(c)].ravel()
                    for c in ("x", "yaw", "scale"))
   along = np.minimum(np.abs(yaw), 180.0 - np.abs(yaw))  # angle to the axis
-  return {"offset": f"{x.mean():+5.2f} ± {x.std():4.2f}",
+  road = np.asarray(scene.attrs)[:, grammar.slots_of("road")[0]]
+  rx, ry, ryaw = (road[:, grammar.col(c)] for c in ("x", "y", "yaw"))
+  # raster2d.world_transforms: the road's x axis (across) lies along
+  # (cos, -sin) in the image, its y axis (along) along (sin, cos).
+  centre_x, centre_y = canvas.width / 2, canvas.height / 2
+  cos, sin = np.cos(np.deg2rad(ryaw)), np.sin(np.deg2rad(ryaw))
+  across = (rx - centre_x) * cos - (ry - centre_y) * sin
+  along_road = (rx - centre_x) * sin + (ry - centre_y) * cos
+  return {"road across": f"{across.mean():+5.2f} ± {across.std():4.2f}",
+          "road along": f"{along_road.mean():+5.2f} ± {along_road.std():5.2f}",
+          "offset": f"{x.mean():+5.2f} ± {x.std():4.2f}",
           "|offset| <= 4 px": f"{np.mean(np.abs(x) <= 4):4.0%}",
           "within 15° of the road": f"{np.mean(along <= 15):4.0%}",
           "scale": f"{scale.mean():.2f} ± {scale.std():.2f}"}
@@ -45,16 +58,16 @@ def main(run_dirs):
       key = jax.random.key(seed)
       rows = {
           "prior": stats(grammar_lib.sample(key, pipe.prior, N, pools),
-                         pipe.prior),
+                         pipe.prior, pipe.canvas),
           "Meta-Sim": stats(pipe.transform(run.params, grammar_lib.sample(
-              key, pipe.prior, N, pools)), pipe.prior),
+              key, pipe.prior, N, pools)), pipe.prior, pipe.canvas),
           "target": stats(grammar_lib.sample(key, target, N, pools),
-                          target)}
+                          target, pipe.canvas)}
       print(f"{run_dir} seed {seed} ({N} scenes, 2 cars each)")
       cols = list(rows["prior"])
-      print(f"  {'':9s}" + "".join(f"{c:>24s}" for c in cols))
+      print(f"  {'':9s}" + "".join(f"{c:>22s}" for c in cols))
       for name, r in rows.items():
-        print(f"  {name:9s}" + "".join(f"{r[c]:>24s}" for c in cols))
+        print(f"  {name:9s}" + "".join(f"{r[c]:>22s}" for c in cols))
 
 
 if __name__ == "__main__":

@@ -66,7 +66,8 @@ def _moments(v: np.ndarray, kind: str) -> dict:
   doubled angle, halved."""
   if kind == "axial":
     m = _moments(2.0 * v, "angle")
-    return {"mean": m["mean"] / 2.0, "std": m["std"] / 2.0, "kind": kind}
+    return {**m, "mean": m["mean"] / 2.0, "std": m["std"] / 2.0,
+            "kind": kind}
   if kind == "angle":
     r = np.deg2rad(v)
     c, s = np.cos(r).mean(), np.sin(r).mean()
@@ -75,7 +76,7 @@ def _moments(v: np.ndarray, kind: str) -> dict:
     std = float(np.rad2deg(np.sqrt(-2 * np.log(resultant))))
   else:
     mean, std = float(v.mean()), float(v.std())
-  return {"mean": mean, "std": std, "kind": kind}
+  return {"mean": mean, "std": std, "kind": kind, "n": len(v)}
 
 
 def angle_error(a: float, b: float) -> float:
@@ -101,6 +102,23 @@ def moved(prior: float, metasim: float, target: float, kind: str) -> float:
 _FLAT_STD = {"angle": 90.0, "axial": 45.0}
 
 
+# A prior and a target statistic closer than this many standard errors of
+# their difference are taken as equal (|z| < 3: p ~ 0.003 for one
+# attribute, under 5 % over a table of a dozen).
+SAME_STANDARD_ERRORS = 3.0
+
+
+def _standard_error(a: dict, b: dict, stat: str) -> float:
+  """Standard error of the difference of two samples' ``stat`` ("mean":
+  std / sqrt(n); "std": std / sqrt(2 n), the normal's); 0 for statistics
+  saved without their count (older results files)."""
+  if "n" not in a or "n" not in b:
+    return 0.0
+  k = 1.0 if stat == "mean" else 2.0
+  return float(np.sqrt(a["std"] ** 2 / (k * a["n"])
+                       + b["std"] ** 2 / (k * b["n"])))
+
+
 def attribute_table(by_class: Mapping[str, Mapping[str, dict]]) -> list[str]:
   """Markdown rows: per (class, attribute), mean ± std of the prior,
   Meta-Sim and the target, and the fraction of the way each of the mean
@@ -115,11 +133,14 @@ def attribute_table(by_class: Mapping[str, Mapping[str, dict]]) -> list[str]:
     p, m = by_class["prior"][name], by_class["metasim"][name]
     cells = []
     for stat, kind in (("mean", t["kind"]), ("std", "continuous")):
-      if _distance(p[stat], t[stat], kind) <= 0.1 * t["std"]:
+      same = max(0.1 * t["std"], SAME_STANDARD_ERRORS * _standard_error(
+          p, t, stat))
+      if _distance(p[stat], t[stat], kind) <= same:
         off = _distance(m[stat], t[stat], kind)
         # The mean of a near-uniform angle is noise: nothing to drift from.
         flat = stat == "mean" and t["std"] > _FLAT_STD.get(kind, np.inf)
-        cells.append("-" if flat or off <= 0.25 * t["std"]
+        noise = SAME_STANDARD_ERRORS * _standard_error(m, t, stat)
+        cells.append("-" if flat or off <= max(0.25 * t["std"], noise)
                      else f"drifted {off:.2f}")
       else:
         cells.append(f"{100 * moved(p[stat], m[stat], t[stat], kind):.0f} %")

@@ -72,3 +72,22 @@ def test_axis_rows_fold_front_and_back():
   # 170 and -170 lie 20 degrees apart on the circle, on axes 10 apart.
   assert report.moved(60.0, 175.0, -175.0, "axial") == pytest.approx(
       1.0 - 10.0 / 55.0)
+
+
+def test_sampling_noise_is_not_a_difference():
+  """A prior and a target that agree in distribution differ in their
+  sample means by sampling alone: within SAME_STANDARD_ERRORS standard
+  errors the row says "-", not a fraction moved.  (Figures: the road's y
+  in results/aerial_relations, the prior and target both centred at 32.)"""
+  stat = lambda m, s, n: {"mean": m, "std": s, "kind": "continuous", "n": n}
+  by_class = {"prior": {"road.y": stat(31.40, 9.26, 500)},
+              "metasim": {"road.y": stat(33.43, 8.21, 500)},
+              "target": {"road.y": stat(32.33, 4.11, 500)}}
+  row = report.attribute_table(by_class)[2]
+  assert row.split("|")[5].strip() == "-"       # the means: noise
+  assert row.split("|")[6].strip() == "20 %"    # the spreads: real
+  # Far more samples: the same gap is a difference.
+  for source in by_class.values():
+    source["road.y"]["n"] = 100_000
+  row = report.attribute_table(by_class)[2]
+  assert row.split("|")[5].strip().endswith("%")
