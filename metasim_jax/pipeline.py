@@ -281,7 +281,10 @@ def build(config) -> tuple[Pipeline, Any]:
                      f"{config.renderer!r} has no JAX gradient; use "
                      "'finite_diff'")
   task = tasknet_lib.tasks.create(config.task_type, config, prior, names)
-  kwargs = dict(config.tasknet.kwargs)
+  # Lists (a config read back from results.json) as tuples: a Flax module
+  # is a jit cache key, and its attributes must hash.
+  kwargs = {k: tuple(v) if isinstance(v, list) else v
+            for k, v in config.tasknet.kwargs.items()}
   kwargs.setdefault("num_classes", task.num_outputs)
   feat_params, feat_fn = features_lib.create(**config.features)
   sigma = (losses.sigma_table(prior, dict(config.task.sigma))

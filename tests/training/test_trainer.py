@@ -114,3 +114,15 @@ def test_empty_seeds_is_a_clear_error(tmp_path):
   config.seeds = ()
   with pytest.raises(ValueError, match="seeds"):
     trainer.run(config, str(tmp_path))
+
+
+def test_config_read_back_from_json_builds_a_hashable_task_net():
+  """results.json stores tuples as lists; a pipeline built from it must
+  still give a task net that can key a jit cache."""
+  import json
+  import ml_collections
+  c = aerial_config.get_config("smoke")
+  c = ml_collections.ConfigDict(json.loads(c.to_json()))
+  assert isinstance(c.tasknet.kwargs.features, list)
+  pipe, _ = pipeline_lib.build(c)
+  hash(pipe.tasknet)
