@@ -39,10 +39,9 @@ def test_offsets_rotate_the_generated_scenes(grammar, pools):
   np.testing.assert_allclose(diff, 90.0, atol=1e-3)
 
 
-def test_odd_starts_begin_with_relative_angles_contracted():
-  """With the affine head, odd starts' relative angles (a car's heading on
-  its road) begin contracted by ANGLE_START_SPREAD; start 0, angles in the
-  image's frame (the road's) and every continuous spread stay as given."""
+def _aerial_affine_starts(num_starts):
+  """(grammar, affine transformer, 4 prior scenes, multi-start state) of
+  the Aerial2D smoke world."""
   c = aerial_config.get_config("smoke")
   grammar = pipeline_lib.build(c)[0].prior
   pools = aerial.texture_pools(0, dict(c.textures.counts))
@@ -50,7 +49,16 @@ def test_odd_starts_begin_with_relative_angles_contracted():
   model = transformer_lib.build(grammar, hidden=8, affine=True)
   params = transformer_lib.init(jax.random.key(1), model, grammar, s)
   state = starts.multi_start_state(jax.random.key(2), jax.random.key(3),
-                                   params, grammar, 3, 0.0, optax.sgd(0.1))
+                                   params, grammar, num_starts, 0.0,
+                                   optax.sgd(0.1))
+  return grammar, model, s, state
+
+
+def test_odd_starts_begin_with_relative_angles_contracted():
+  """With the affine head, odd starts' relative angles (a car's heading on
+  its road) begin contracted by ANGLE_START_SPREAD; start 0, angles in the
+  image's frame (the road's) and every continuous spread stay as given."""
+  grammar, _, _, state = _aerial_affine_starts(3)
   log_spread = np.asarray(state.params["log_spread"])
   np.testing.assert_array_equal(log_spread[0], 0.0)
   np.testing.assert_array_equal(log_spread[2], 0.0)
@@ -64,16 +72,10 @@ def test_contracted_starts_turn_image_frame_headings_only():
   """Start 1 (contracted) is not rotated in its parent's frame: with its
   contraction undone, its cars' headings match start 0's while its road
   turns by the stratified offset; start 2 (not contracted) turns both."""
-  c = aerial_config.get_config("smoke")
-  grammar = pipeline_lib.build(c)[0].prior
-  pools = aerial.texture_pools(0, dict(c.textures.counts))
-  s = sample(jax.random.key(0), grammar, 4, pools)
-  model = transformer_lib.build(grammar, hidden=8, affine=True)
-  params = transformer_lib.init(jax.random.key(1), model, grammar, s)
-  state = starts.multi_start_state(jax.random.key(2), jax.random.key(3),
-                                   params, grammar, 3, 0.0, optax.sgd(0.1))
+  grammar, model, s, state = _aerial_affine_starts(3)
   yaw = grammar.col("yaw")
-  road, car = grammar.slot("scene/road[0]"), grammar.slot("scene/road[0]/car[0]")
+  road = grammar.slot("scene/road[0]")
+  car = grammar.slot("scene/road[0]/car[0]")
 
   def yaws(k):
     p = jax.tree.map(lambda x: x[k], state.params)
