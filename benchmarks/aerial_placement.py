@@ -65,9 +65,9 @@ def main(run_dirs):
                           target, pipe.canvas)}
       print(f"{run_dir} seed {seed} ({N} scenes, 2 cars each)")
       cols = list(rows["prior"])
-      print(f"  {'':9s}" + "".join(f"{c:>22s}" for c in cols))
+      print(f"  {'':9s}" + "".join(f"{c:>24s}" for c in cols))
       for name, r in rows.items():
-        print(f"  {name:9s}" + "".join(f"{r[c]:>22s}" for c in cols))
+        print(f"  {name:9s}" + "".join(f"{r[c]:>24s}" for c in cols))
 
 
 if __name__ == "__main__":
