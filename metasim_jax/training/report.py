@@ -104,7 +104,7 @@ _FLAT_STD = {"angle": 90.0, "axial": 45.0}
 
 # A prior and a target statistic closer than this many standard errors of
 # their difference are taken as equal (|z| < 3: p ~ 0.003 for one
-# attribute, under 5 % over a table of a dozen).
+# statistic, ~7 % for the 24 means and spreads of a dozen rows).
 SAME_STANDARD_ERRORS = 3.0
 
 
