@@ -2,7 +2,7 @@
 how they are turned?  Paired measurement before building a task stage on
 Aerial2D (issue 14: "if the signal is too weak, show it").
 
-  python -m benchmarks.aerial_task_signal [INNER_STEPS] [NUM_SCENES] [REPEATS]
+  python -m benchmarks.aerial_task_signal [INNER_STEPS] [NUM_SCENES] [REPEATS] [RUN_DIR ...]
 
 Datasets of NUM_SCENES (default 400) target-grammar scenes that differ only
 in the cars' across-road offset and relative heading (and, as a yardstick
@@ -13,7 +13,14 @@ of a difference the task is known to need, in the cars' size):
   MMD run left them (``results/aerial/results.json``);
 - ``offset only``: offset U(-8, 8) px (the prior's), heading the target's;
 - ``heading only``: offset the target's, heading uniform;
-- ``cars at 0.55`` (yardstick): the target's, cars at the prior's size.
+- ``cars at 0.55`` (yardstick): the target's, cars at the prior's size;
+- with RUN_DIRs, instead of the four above: one dataset per RUN_DIR and
+  saved seed (a trainer workdir or a committed ``results/`` copy of an
+  Aerial2D run): the cars' offset, heading and
+  size as that run's generator draws them (from prior scenes, scene by
+  scene), everything else the target's; the run's MMD result against the
+  target's own placement, i.e. what a task stage after it could still
+  gain.
 
 All datasets of a repeat come from the same scenes (same road, cars along
 the road, textures, tree, house), and one U-Net per dataset is trained for
@@ -38,8 +45,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import aerial as aerial_config
+from metasim_jax import grammar as grammar_lib
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import tasknet as tasknet_lib
+from metasim_jax.export import run as run_lib
 from metasim_jax.training import steps
 
 # name -> (offset mean, offset std or None for U(+-8), heading std or None
@@ -54,7 +63,27 @@ CASES = {
 METRICS = ("loss", "iou_car", "miou")
 
 
-def main(inner_steps: int, n: int, repeats: int):
+def run_placements(run_dirs):
+  """name -> jitted key -> the cars' [scenes, cars, (x, yaw, scale)] as
+  the generator of each run directory and saved seed draws them."""
+  out = {}
+  for run_dir in run_dirs:
+    for seed in run_lib.saved_seeds(run_dir):
+      run = run_lib.load(run_dir, seed)
+      prior = run.pipe.prior
+      cols = [prior.col(c) for c in ("x", "yaw", "scale")]
+      cars = prior.slots_of("car")
+
+      def draw(key, n, run=run, prior=prior, cols=cols, cars=cars):
+        drawn = run.pipe.transform(run.params, grammar_lib.sample(
+            key, prior, n, run.pools))
+        return drawn.attrs[:, cars][:, :, cols]
+
+      out[f"{run_dir.rstrip('/').split('/')[-1]} s{seed}"] = draw
+  return out
+
+
+def main(inner_steps: int, n: int, repeats: int, run_dirs=()):
   c = aerial_config.get_config()
   pipe, _ = pipeline_lib.build(c)
   pools, sets = pipeline_lib.build_data(c, pipe)
@@ -62,6 +91,9 @@ def main(inner_steps: int, n: int, repeats: int):
   cars, x, yaw, scale = (g.slots_of("car"), g.col("x"), g.col("yaw"),
                          g.col("scale"))
   lo, hi = g.low[cars[0], x], g.high[cars[0], x]
+  runs = run_placements(run_dirs)
+  cases = {"target": CASES["target"]} if runs else CASES
+  names = list(cases) + list(runs)
 
   @jax.jit
   def datasets(key):
@@ -73,13 +105,22 @@ def main(inner_steps: int, n: int, repeats: int):
     z_yaw = jax.random.normal(k_yaw, shape)
     u_yaw = jax.random.uniform(k_yaw, shape, minval=-180.0, maxval=180.0)
     images, labels = [], []
-    for mean, sd, yaw_sd, size in CASES.values():
+    for mean, sd, yaw_sd, size in cases.values():
       a = scene.attrs
       a = a.at[:, cars, x].set(jnp.clip(
           u_x if sd is None else mean + sd * z_x, lo, hi))
       a = a.at[:, cars, yaw].set(u_yaw if yaw_sd is None else yaw_sd * z_yaw)
       if size is not None:
         a = a.at[:, cars, scale].set(size)
+      drawn = scene.replace(attrs=a)
+      renders = pipe.render(drawn, pools, g)
+      images.append(renders.image)
+      labels.append(pipe.task.targets(drawn, renders))
+    for j, draw in enumerate(runs.values()):
+      placed = draw(jax.random.fold_in(key, 2 + j), n)
+      a = scene.attrs
+      for i, col in enumerate((x, yaw, scale)):
+        a = a.at[:, cars, col].set(placed[..., i])
       drawn = scene.replace(attrs=a)
       renders = pipe.render(drawn, pools, g)
       images.append(renders.image)
@@ -100,10 +141,10 @@ def main(inner_steps: int, n: int, repeats: int):
   for r in range(repeats):
     k_scene, k_task = jax.random.split(jax.random.key(200 + r))
     images, labels = datasets(k_scene)
-    task_params, _ = trainer.run(k_task, len(CASES), images, labels)
+    task_params, _ = trainer.run(k_task, len(names), images, labels)
     for s, fn in score.items():  # member by member (see vmap above)
       got = [jax.device_get(fn(jax.tree.map(lambda a, j=j: a[j], task_params)))
-             for j in range(len(CASES))]
+             for j in range(len(names))]
       for m in METRICS:
         out[s][m].append(np.asarray([g[m] for g in got]))
     print(f"repeat {r + 1}/{repeats}: {time.perf_counter() - t0:.0f} s",
@@ -113,10 +154,11 @@ def main(inner_steps: int, n: int, repeats: int):
         f"repeats; differences are paired, minus 'target', with s.e.")
   for s in score:
     print(f"{s} ({len(sets[s].labels)} images)")
-    print(f"  {'dataset':14s}" + "".join(
+    width = max(map(len, names))
+    print(f"  {'dataset':{width}s}" + "".join(
         f"{m:>10s} {'diff (s.e.)':>17s}" for m in METRICS))
-    for j, name in enumerate(CASES):
-      row = f"  {name:14s}"
+    for j, name in enumerate(names):
+      row = f"  {name:{width}s}"
       for m in METRICS:
         v = np.stack(out[s][m])  # [repeats, cases]
         d = v[:, j] - v[:, 0]
@@ -126,5 +168,6 @@ def main(inner_steps: int, n: int, repeats: int):
 
 
 if __name__ == "__main__":
-  args = [int(a) for a in sys.argv[1:]]
-  main(*(args + [300, 400, 4][len(args):]))
+  numbers = [int(a) for a in sys.argv[1:4] if a.isdigit()]
+  main(*(numbers + [300, 400, 4][len(numbers):]),
+       run_dirs=tuple(a for a in sys.argv[1:] if not a.isdigit()))

@@ -88,8 +88,7 @@ def parse(text: str, grammar: Grammar, *, mmd: bool = True,
         raise ValueError(f"{where}: groups {names} are not distinct names "
                          f"of the grammar's groups {list(everything)}")
       groups = tuple(sorted(names))
-    label = _label(previous, groups if groups is not None else everything,
-                   objective)
+    label = _label(previous, groups, everything, objective)
     if label in [s.label for s in stages]:
       label = f"{label} ({i + 1})"
     stages.append(StageSpec(f"s{i + 1}_{objective}", label, groups,
@@ -99,15 +98,17 @@ def parse(text: str, grammar: Grammar, *, mmd: bool = True,
   return tuple(stages)
 
 
-def _label(previous: StageSpec | None, groups, objective: str) -> str:
-  """The paper's row names: the first stage's groups, then what each
-  stage adds ("+camera"), or "+task loss" when only the objective
-  changes."""
+def _label(previous: StageSpec | None, groups, everything,
+           objective: str) -> str:
+  """The paper's row names: the first stage's groups ("all" for every
+  mutable attribute), then what each stage adds ("+camera"), or "+task
+  loss" when only the objective changes."""
   if previous is None:
-    text = "+".join(groups) if groups else "all"
+    text = "all" if groups is None else "+".join(groups)
     return text if objective == "mmd" else f"{text} (task loss)"
   else:
-    added = [g for g in groups if g not in previous.groups]
+    added = [g for g in (everything if groups is None else groups)
+             if g not in previous.groups]
     text = "+" + "+".join(added) if added else ""
     if objective != previous.objective:
       text += (" " if text else "+") + ("task loss" if objective == "task"

@@ -41,6 +41,12 @@ def test_the_papers_schedule_parses_into_named_rows(grammar):
   assert stages[3].groups is None  # every mutable attribute
 
 
+def test_all_then_one_group_is_named_by_what_it_trains(grammar):
+  stages = schedule.parse("all:mmd; cars:task", grammar)
+  assert [s.label for s in stages] == ["all", "+task loss"]
+  assert stages[1].groups == ("cars",)
+
+
 def test_a_stage_may_set_its_own_number_of_steps(grammar):
   stages = schedule.parse("cars:mmd:60; all:mmd", grammar)
   assert [s.steps for s in stages] == [60, None]  # None: config.mmd.steps

@@ -123,7 +123,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.task.gen_lr = 3e-3
   c.task.sigma = {"x": 1.0, "y": 1.0, "yaw": 10.0}
   c.task.baseline_decay = 0.9
-  c.task.reward = "score"  # the task's headline metric on V; or "neg_loss"
+  # The task reward on V: "score" (the task's headline metric), "neg_loss"
+  # or "score:METRIC", e.g. "score:iou_car".
+  c.task.reward = "score"
   c.task.fixed_init = True
   c.task.noise = "per_scene"  # Algorithm 1; "per_dataset" is ours
   # The inner task-net training: "host" (a loop of jitted steps; faster

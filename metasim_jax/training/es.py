@@ -49,6 +49,7 @@ from metasim_jax.features import MMDTarget
 from metasim_jax.grammar.spec import Grammar
 from metasim_jax.pipeline import Pipeline
 from metasim_jax.scene_graph import encoding
+from metasim_jax.training import steps
 from metasim_jax.types import LabeledSet, MetaSimState
 
 NORMALISE = ("rank", "std", "none")
@@ -152,6 +153,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   ``tasknet.PopulationTrainer``), score them on V and update the generator (plus ``mmd_weight`` x the MMD
   gradient, as in Algorithm 1's optional term).
   """
+  steps.check_reward(reward)
   mask = search_mask(pipe.prior)
   m = int(mask.sum())
   if m == 0:
@@ -214,7 +216,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
     score = lambda tp: pipe.score(tp, val)
     scores = (jax.vmap(score)(task_params) if vmap
               else jax.lax.map(score, task_params))
-    r = -scores["loss"] if reward == "neg_loss" else scores[pipe.headline]
+    r = steps.reward_of(scores, reward, pipe.headline)
     g = antithetic_gradient(r[:pairs], r[pairs:], eps,
                             sigma_at(state.step), normalise)
     if "class_shift" not in params:

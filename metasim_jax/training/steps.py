@@ -26,9 +26,34 @@ from metasim_jax.pipeline import Pipeline
 from metasim_jax.transformer import losses
 from metasim_jax.types import LabeledSet, MetaSimState
 
-REWARDS = ("score", "neg_loss")
+REWARDS = ("score", "neg_loss")  # and "score:METRIC" (reward_of)
 OPTIMIZERS = ("adam", "sgd")
 NOISES = ("per_scene", "per_dataset")
+
+
+def check_reward(reward: str, metrics=None) -> None:
+  """Raises ``ValueError`` unless ``reward`` is "score" (the task's
+  headline metric on V), "neg_loss" (minus V's loss) or "score:METRIC"
+  (that metric on V, e.g. "score:iou_car": one class's IoU where the
+  headline averages it with classes the search cannot change); with
+  ``metrics`` (the names ``Pipeline.score`` returns), METRIC must be one
+  of them."""
+  name, sep, metric = reward.partition(":")
+  if name not in REWARDS or (sep and (name != "score" or not metric)):
+    raise ValueError(f"unknown task reward {reward!r}; valid: {REWARDS} or "
+                     "'score:METRIC'")
+  if sep and metrics is not None and metric not in metrics:
+    raise ValueError(f"task reward {reward!r}: V's scores have no metric "
+                     f"{metric!r}; they have {sorted(metrics)}")
+
+
+def reward_of(scores, reward: str, headline: str) -> jax.Array:
+  """The task reward (higher is better) from V's ``scores``
+  (``check_reward``'s forms)."""
+  check_reward(reward, scores)
+  if reward == "neg_loss":
+    return -scores["loss"]
+  return scores[reward.partition(":")[2] or headline]
 
 
 def adam(lr: float, clip: float = 1.0, decay_steps: int | None = None,
@@ -180,8 +205,7 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
   convolutions of a loop body several times slower) and "scan" on an
   accelerator (no per-step dispatch): ``benchmarks/meta_epoch.py``.
   """
-  if reward not in REWARDS:
-    raise ValueError(f"unknown task reward {reward!r}; valid: {REWARDS}")
+  check_reward(reward)
   if noise not in NOISES:
     raise ValueError(f"unknown task noise {noise!r}; valid: {NOISES}")
   if inner_loop not in INNER_LOOPS:
@@ -230,7 +254,7 @@ def make_task_step(pipe: Pipeline, tx, task_tx, *, num_scenes: int,
     params = jax.tree.map(lambda x: x[0], state.params)
     opt_state = jax.tree.map(lambda x: x[0], state.opt_state)
     scores = pipe.score(task_params, val)
-    r = -scores["loss"] if reward == "neg_loss" else scores[pipe.headline]
+    r = reward_of(scores, reward, pipe.headline)
     b = jnp.where(state.has_baseline[0], state.baseline[0], r)
 
     def surrogate(p):

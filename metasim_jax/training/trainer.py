@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -100,6 +101,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.task.inner_optimizer "
                      f"{config.task.inner_optimizer!r} is not one of "
                      f"{steps.OPTIMIZERS}")
+  steps.check_reward(config.task.reward)
   if config.task.estimator == "unrolled":
     if config.task.reward != "neg_loss":
       raise ValueError("config.task.estimator 'unrolled' descends V's loss: "
@@ -175,6 +177,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, command: str = "",
   pools, sets = pipeline_lib.build_data(config, pipe)
   logging.info("world %s: target sets %s", config.world,
                {k: len(v.labels) for k, v in sets.items()})
+  if config.task.weight and config.task.steps:  # before any training
+    steps.check_reward(config.task.reward, score_names(pipe, sets["val"]))
   pipe, feat_params = task_features.build(config, pipe, feat_params, sets,
                                           pools)
   feature_fn = jax.jit(pipe.feature_fn)
@@ -204,6 +208,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, command: str = "",
   logging.info("results: %s/results.json; TensorBoard: tensorboard "
                "--logdir %s", workdir, os.path.join(workdir, TB_DIRNAME))
   return summary
+
+
+def score_names(pipe: pipeline_lib.Pipeline, val) -> list[str]:
+  """The metrics ``pipe.score`` returns on ``val`` (traced, not run)."""
+  params = jax.eval_shape(lambda: pipe.tasknet.init(
+      jax.random.key(0), jnp.zeros((1,) + tuple(pipe.input_shape)))["params"])
+  return sorted(jax.eval_shape(pipe.score, params, val))
 
 
 def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,

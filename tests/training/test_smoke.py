@@ -19,7 +19,8 @@ def test_bad_variant_is_a_clear_error():
 @pytest.mark.slow
 def test_aerial_smoke_run_writes_its_outputs(tmp_path):
   from experiments.configs import aerial as aerial_config
-  config = aerial_config.get_config("smoke")
+  # With the task stage after MMD (es on the cars' group, car IoU reward).
+  config = aerial_config.get_config("task,smoke")
   # Probes (a task-net training each) are checked in the MNIST smoke run
   # (test_resume.py); here they would only add their compile time.
   config.eval.probe_every = 0
@@ -28,6 +29,7 @@ def test_aerial_smoke_run_writes_its_outputs(tmp_path):
   assert saved["summary"]["headline_metric"] == "miou"
   r = saved["per_seed"][0]
   assert set(r["test_miou"]) == {"prior", "metasim", "oracle"}
+  assert set(r["test_miou_per_stage"]) == {"all", "+task loss"}
   for source, m in r["test_metrics"].items():
     for name in ("car", "road", "house", "tree", "grass"):
       assert 0.0 <= m[f"iou_{name}"] <= 1.0, (source, name)

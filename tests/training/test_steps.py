@@ -91,3 +91,26 @@ def test_mmd_optimizers_by_name():
                              rtol=1e-5)
   with pytest.raises(ValueError, match="optimizer"):
     pl.optimizer("lamb", 0.1)
+
+
+def test_task_reward_forms():
+  scores = {"loss": jnp.asarray(0.25), "miou": jnp.asarray(0.8),
+            "iou_car": jnp.asarray(0.5)}
+  assert float(pl.reward_of(scores, "score", "miou")) == pytest.approx(0.8)
+  assert float(pl.reward_of(scores, "neg_loss", "miou")) == -0.25
+  assert float(pl.reward_of(scores, "score:iou_car", "miou")) == 0.5
+  for bad in ("accuracy", "neg_loss:iou_car", "score:"):
+    with pytest.raises(ValueError, match="unknown task reward"):
+      pl.check_reward(bad)
+  with pytest.raises(ValueError, match="no metric 'iou_bus'"):
+    pl.reward_of(scores, "score:iou_bus", "miou")
+
+
+def test_reward_metric_is_checked_before_training(tmp_path):
+  from metasim_jax.training import trainer
+  config = mnist_config.get_config("rot,smoke")
+  config.task.weight, config.task.steps = 1.0, 1
+  config.task.reward = "score:iou_car"  # MNIST scores accuracy
+  with pytest.raises(ValueError, match="no metric 'iou_car'.*accuracy"):
+    trainer.run(config, str(tmp_path))
+  assert not (tmp_path / "checkpoints").exists()
