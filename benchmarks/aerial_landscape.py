@@ -22,7 +22,7 @@ import sys
 import jax
 import numpy as np
 
-from experiments.configs import aerial as aerial_config
+from benchmarks import common
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import task_features
 from metasim_jax.data import aerial
@@ -44,9 +44,7 @@ FEATURES = {
 
 def main(argv):
   names = argv[1:] or list(FEATURES)
-  config = aerial_config.get_config()
-  pipe, _ = pipeline_lib.build(config)
-  pools, sets = pipeline_lib.build_data(config, pipe)
+  config, pipe, _, pools, sets = common.aerial_world()
   other = aerial.texture_pools(config.textures.grammar_seed + 100,
                                dict(config.textures.counts))
   g = pipe.target

@@ -24,20 +24,16 @@ import sys
 import jax
 import numpy as np
 
-from experiments.configs import aerial as aerial_config
+from benchmarks import common
 from metasim_jax import features as features_lib
-from metasim_jax import pipeline as pipeline_lib
 from metasim_jax.features import MMDTarget
 
 GRIDS = ((1, 1), (2, 2), (3, 3), (4, 4))
 
 
 def main(argv):
-  config = aerial_config.get_config("default")
-  if len(argv) > 1:
-    config.target_file = argv[1]
-  pipe, _ = pipeline_lib.build(config)
-  pools, sets = pipeline_lib.build_data(config, pipe)
+  config, pipe, _, pools, sets = common.aerial_world(
+      "default", argv[1] if len(argv) > 1 else None)
   g = pipe.target
   road = g.slots_of("road")[0]
   cars = g.slots_of("car")

@@ -22,19 +22,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.configs import aerial as aerial_config
-from metasim_jax import pipeline as pipeline_lib
+from benchmarks import common
 from metasim_jax import task_features
 from metasim_jax.features import MMDTarget
 from metasim_jax.scene_graph import encoding
 
 
 def main(argv):
-  config = aerial_config.get_config("relations")
-  if len(argv) > 1:
-    config.target_file = argv[1]
-  pipe, params = pipeline_lib.build(config)
-  pools, sets = pipeline_lib.build_data(config, pipe)
+  config, pipe, params, pools, sets = common.aerial_world(
+      "relations", argv[1] if len(argv) > 1 else None)
   pipe, params = task_features.build(config, pipe, params, sets, pools)
   fn = jax.jit(pipe.feature_fn)
   target = MMDTarget.create(fn(params, sets["real"].images),

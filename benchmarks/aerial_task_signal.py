@@ -44,9 +44,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.configs import aerial as aerial_config
+from benchmarks import common
 from metasim_jax import grammar as grammar_lib
-from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import tasknet as tasknet_lib
 from metasim_jax.export import run as run_lib
 from metasim_jax.training import steps
@@ -84,9 +83,7 @@ def run_placements(run_dirs):
 
 
 def main(inner_steps: int, n: int, repeats: int, run_dirs=()):
-  c = aerial_config.get_config()
-  pipe, _ = pipeline_lib.build(c)
-  pools, sets = pipeline_lib.build_data(c, pipe)
+  c, pipe, _, pools, sets = common.aerial_world()
   g = pipe.target
   cars, x, yaw, scale = (g.slots_of("car"), g.col("x"), g.col("yaw"),
                          g.col("scale"))

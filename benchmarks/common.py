@@ -1,4 +1,5 @@
-"""Shared set-up for the benchmarks: the MNIST problem of a config."""
+"""Shared set-up for the benchmarks: the MNIST and Aerial2D problems of a
+config."""
 
 from __future__ import annotations
 
@@ -36,6 +37,19 @@ def problem(variant: str = "rot", **overrides):
   val = mnist.labelled_render(jax.random.key(3), pipe, "digits",
                               mnist.texture_pool(*parts["val"]))
   return config, pipe, feat_params, pools, params, real, val
+
+
+def aerial_world(variant: str = "default", target_file: str | None = None):
+  """(config, pipe, feat_params, pools, sets) of the Aerial2D experiment's
+  ``variant`` (``experiments/configs/aerial.py``), with another target
+  grammar file if given; sets: X_R "real", V "val", "test"."""
+  from experiments.configs import aerial as aerial_config
+  config = aerial_config.get_config(variant)
+  if target_file:
+    config.target_file = target_file
+  pipe, feat_params = pipeline_lib.build(config)
+  pools, sets = pipeline_lib.build_data(config, pipe)
+  return config, pipe, feat_params, pools, sets
 
 
 def mmd_target(pipe, feat_params, real, n: int, bandwidths) -> MMDTarget:
