@@ -25,7 +25,8 @@ World: grass; a straight road (x, y, yaw); two cars that are children of
 the road, so their x (across, |x| <= 16 px), y (along), yaw and scale are
 in the road's frame; a tree and a house anywhere in the image.  Mutable:
 the road's x, y, yaw; the cars' x, y, yaw, scale; the tree's and the
-house's x, y.  The prior draws cars at about half their real size, the
+house's x, y (the grammar's groups, for ``config.schedule``: ``road``,
+``cars``, ``context``).  The prior draws cars at about half their real size, the
 target at real size.  Textures are procedural
 (``metasim_jax/data/aerial_textures.py``).
 """

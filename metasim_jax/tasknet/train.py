@@ -176,16 +176,22 @@ class PopulationTrainer(HostTrainer):
       return batch_fn
     return lambda k, *args: jax.vmap(lambda a: batch_fn(k, *a))(args)
 
-  def run(self, key: jax.Array, size: int, *batch_args
+  def run(self, key: jax.Array, size: int, *batch_args, start=None
           ) -> tuple[Any, jax.Array]:
+    """``start``: the members' common (params, opt_state) to continue
+    from (e.g. a net trained on the unperturbed data), instead of a fresh
+    initialisation from ``key``."""
     k_init, k_loop = split_key(key)
+    # A copy per member: the update donates its carry.
+    first = ((lambda: self._init(k_init)) if start is None else
+             (lambda: jax.tree.map(jnp.copy, start)))
     if not self.population:
-      members = [self._loop(self._init(k_init), k_loop, jnp.zeros(()),
+      members = [self._loop(first(), k_loop, jnp.zeros(()),
                             tuple(a[j] for a in batch_args))
                  for j in range(size)]
       return jax.tree.map(lambda *x: jnp.stack(x), *members)
     carry = jax.tree.map(lambda x: jnp.broadcast_to(x, (size,) + x.shape),
-                         self._init(k_init))
+                         first())
     return self._loop(carry, k_loop, jnp.zeros((size,)), batch_args)
 
 

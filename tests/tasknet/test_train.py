@@ -56,3 +56,32 @@ def test_population_vmap_and_loop_train_the_same_networks():
     for tree in (mapped, looped):
       jax.tree.map(lambda a, b: np.testing.assert_allclose(
           a[j], b, rtol=1e-5, atol=1e-6), tree, alone)
+
+
+def test_population_continues_from_a_common_start():
+  """``start`` replaces the fresh initialisation for every member (e.g. a
+  net trained on the unperturbed data), in both member maps."""
+  key = jax.random.key(7)
+  scales = jnp.asarray([0.5, 2.0])
+  warm, _ = tasknet.HostTrainer(_Tiny(), tasknet.cross_entropy,
+                                optax.adam(1e-2), _batch, 6,
+                                (4, 4, 1)).run(jax.random.key(1), 1.0)
+  frozen = optax.sgd(0.0)  # no step: every member stays at the start
+  for vmap in (True, False):
+    got, _ = tasknet.PopulationTrainer(
+        _Tiny(), tasknet.cross_entropy, frozen, _batch, 3, (4, 4, 1),
+        vmap=vmap).run(key, 2, scales, start=(warm, frozen.init(warm)))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[1], b),
+                 got, warm)
+  tx = optax.adam(1e-2)
+  runs = [tasknet.PopulationTrainer(
+      _Tiny(), tasknet.cross_entropy, tx, _batch, 3, (4, 4, 1),
+      vmap=vmap).run(key, 2, scales, start=(warm, tx.init(warm)))[0]
+          for vmap in (True, False)]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
+                                                       atol=1e-6), *runs)
+  fresh, _ = tasknet.PopulationTrainer(
+      _Tiny(), tasknet.cross_entropy, tx, _batch, 3, (4, 4, 1)).run(
+          key, 2, scales)
+  assert not np.allclose(fresh["Dense_0"]["kernel"],
+                         runs[0]["Dense_0"]["kernel"])
