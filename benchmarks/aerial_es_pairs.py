@@ -122,8 +122,10 @@ def main(run_dir, cold_steps=300, warm_steps=300, finetune_steps=150,
                                                      params)))
                             for j in range(2 * k)])
       diffs[mode].append(rewards[:k] - rewards[k:])
-    print(f"repeat {r + 1}/{repeats}: {time.perf_counter() - t0:.0f} s",
-          flush=True)
+    print(f"repeat {r + 1}/{repeats}: {time.perf_counter() - t0:.0f} s; "
+          + "; ".join(f"{mode} " + " ".join(
+              f"{n} {d:+.3f}" for n, d in zip(names, rows[-1]))
+                      for mode, rows in diffs.items()), flush=True)
   print(f"Aerial2D es pairs from {run_dir} (seed 0): {N} prior scenes a "
         f"dataset, U-Nets of {batch} images a step; R = car IoU on V "
         f"({len(sets['val'].labels)} images); cold: {cold_steps} steps from "

@@ -33,6 +33,7 @@ from absl import logging
 
 from metasim_jax import features as features_lib
 from metasim_jax import io
+from metasim_jax import keys as keys_lib
 from metasim_jax import parallel
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import schedule
@@ -212,8 +213,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, command: str = "",
 
 def score_names(pipe: pipeline_lib.Pipeline, val) -> list[str]:
   """The metrics ``pipe.score`` returns on ``val`` (traced, not run)."""
-  params = jax.eval_shape(lambda: pipe.tasknet.init(
-      jax.random.key(0), jnp.zeros((1,) + tuple(pipe.input_shape)))["params"])
+  params = jax.eval_shape(lambda k: pipe.tasknet.init(
+      k, jnp.zeros((1,) + tuple(pipe.input_shape)))["params"],
+                          keys_lib.root(0, "train"))  # shapes only
   return sorted(jax.eval_shape(pipe.score, params, val))
 
 
