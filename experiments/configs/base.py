@@ -156,9 +156,12 @@ def get_config() -> ml_collections.ConfigDict:
   # or "sgd" (momentum 0.9; training/steps.py: optimizer), smoother to
   # differentiate through (tests/training/test_unrolled.py).
   c.task.inner_optimizer = "adam"
+  # ``warm_steps`` > 0: every member starts from a task net trained that
+  # many steps on the unperturbed generator's data (es.py), not from scratch.
   c.task.es = {"pairs": 4, "sigma": 3.0, "log_sigma": 0.3, "lr": 0.15,
                "lr_decay": False, "decay_start": 0.0, "sigma_floor": 1.0,
-               "momentum": 0.9, "normalise": "rank", "vmap": True}
+               "momentum": 0.9, "normalise": "rank", "vmap": True,
+               "warm_steps": 0}
 
   # kwargs: the task net's constructor arguments (by net).
   c.tasknet = {"name": "small_cnn", "kwargs": {}}

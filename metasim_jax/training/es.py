@@ -132,7 +132,8 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
                  inner_batch: int, task_weight: float, mmd_weight: float,
                  reward: str, normalise: str, fixed_task_init: bool,
                  decay_steps: int = 0, sigma_floor: float = 1.0,
-                 decay_start: float = 0.0, vmap: bool = True):
+                 decay_start: float = 0.0, vmap: bool = True,
+                 warm_steps: int = 0):
   """The ``es`` estimator's meta-step: (state, pools, feat_params, target,
   val) -> (state, metrics), like ``steps.make_task_step``.
 
@@ -146,6 +147,14 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   size (1: fixed), so that the smoothing of the reward narrows as well:
   the optimum of the reward smoothed at a large sigma is biased where the
   reward is asymmetric about its peak.
+  ``warm_steps`` > 0: every member starts from one task net trained that
+  many steps on the unperturbed generator's data of the same scenes (a
+  fresh optimiser state on its weights) instead of from scratch, so that
+  the reward measures what the data teaches a net that already does the
+  task, not what a net learns first from scratch (on Aerial2D, U-Nets
+  trained from scratch for 300 steps preferred *wider* car placement than
+  the target's; fine-tuned ones a narrower offset spread:
+  ``benchmarks/aerial_es_pairs.py``).  It costs one more training a step.
   Three jitted programs: generate the 2P
   datasets, train their task networks (a host loop of the vmapped update;
   ``vmap=False``: of the single-net update, member after member, and
@@ -161,6 +170,8 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
                      "attribute")
   if pairs < 1:
     raise ValueError(f"es needs pairs >= 1, got {pairs}")
+  if warm_steps < 0:
+    raise ValueError(f"es needs warm_steps >= 0, got {warm_steps}")
   scale = jnp.asarray(np.concatenate([np.full(m, log_sigma, np.float32),
                                       np.full(m, sigma, np.float32)]))
   if not 0.0 < sigma_floor <= 1.0:
@@ -184,11 +195,14 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
 
   @jax.jit
   def generate(state: MetaSimState, pools):
-    """(eps [P, 2M], images [2P, S, ...], labels [2P, S, ...], task key)."""
+    """(eps [P, 2M], images [2P, S, ...], labels [2P, S, ...], task key);
+    with ``warm_steps``, a last [2P + 1]-th dataset, unperturbed."""
     k_scene, k_eps, k_task, _ = keys(state)
     params = jax.tree.map(lambda x: x[0], state.params)
     eps = jax.random.normal(k_eps, (pairs, 2 * m))
     deltas = jnp.concatenate([eps, -eps]) * sigma_at(state.step)
+    if warm_steps:
+      deltas = jnp.concatenate([deltas, jnp.zeros((1, 2 * m))])
     scene = grammar_lib.sample(k_scene, pipe.prior, num_scenes, pools)
 
     def dataset(delta):
@@ -206,6 +220,10 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   trainer = tasknet_lib.PopulationTrainer(pipe.tasknet, pipe.task.loss,
                                           task_tx, batch_fn, inner_steps,
                                           pipe.input_shape, vmap=vmap)
+  warm = (tasknet_lib.PopulationTrainer(pipe.tasknet, pipe.task.loss,
+                                        task_tx, batch_fn, warm_steps,
+                                        pipe.input_shape, vmap=False)
+          if warm_steps else None)
 
   @functools.partial(jax.jit, donate_argnums=0)
   def update(state: MetaSimState, eps, task_params, pools, feat_params,
@@ -249,8 +267,15 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   def step(state: MetaSimState, pools, feat_params, target: MMDTarget,
            val: LabeledSet):
     eps, images, labels, k_task = generate(state, pools)
-    task_params, _ = trainer.run(k_task, size, images, labels)
+    start = None
+    if warm is not None:
+      base, _ = warm.run(k_task, 1, images[size:], labels[size:])
+      base = jax.tree.map(lambda a: a[0], base)
+      start = (base, task_tx.init(base))
+      images, labels = images[:size], labels[:size]
+    task_params, _ = trainer.run(k_task, size, images, labels, start=start)
     return update(state, eps, task_params, pools, feat_params, target, val)
 
-  step.generate, step.trainer = generate, trainer  # for tests and benchmarks
+  # For tests and benchmarks.
+  step.generate, step.trainer, step.warm = generate, trainer, warm
   return step

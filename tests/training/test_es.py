@@ -130,3 +130,28 @@ def test_members_one_after_another_give_the_same_step(problem):
                              rtol=1e-4)
   for name in ("class_shift", "log_spread"):
     np.testing.assert_allclose(b.params[name], a.params[name], atol=1e-5)
+
+
+def test_warm_started_members_continue_from_one_net(problem):
+  """warm_steps > 0: a net trained on the unperturbed data is every
+  member's start; identical datasets still give identical nets, and the
+  rewards differ from those of members trained from scratch."""
+  pipe, pools, sets, _, cold, state = problem
+  c = mnist_config.get_config("rot,smoke,task_only,es")
+  args = dict(pairs=2, sigma=3.0, log_sigma=0.5,
+              num_scenes=c.task.num_scenes, inner_steps=2, inner_batch=4,
+              task_weight=1.0, mmd_weight=0.0, reward="neg_loss",
+              normalise="rank", fixed_task_init=True)
+  warm = es.make_es_step(pipe, steps.adam(0.5), steps.adam(c.task.lr),
+                         warm_steps=3, **args)
+  eps, images, labels, _ = warm.generate(state(), pools)
+  assert images.shape[0] == 5  # 2P perturbed + the unperturbed dataset
+  np.testing.assert_allclose(images[:4], cold.generate(state(), pools)[1],
+                             atol=1e-6)
+  _, m_warm = warm(state(), pools, None, None, sets["val"])
+  _, m_cold = cold(state(), pools, None, None, sets["val"])
+  assert np.isfinite(float(m_warm["reward"]))
+  assert float(m_warm["reward"]) != float(m_cold["reward"])
+  with pytest.raises(ValueError, match="warm_steps"):
+    es.make_es_step(pipe, steps.adam(0.5), steps.adam(c.task.lr),
+                    warm_steps=-1, **args)
