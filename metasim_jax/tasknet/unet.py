@@ -19,9 +19,14 @@ class UNet(nn.Module):
   dec: up -> concat enc(H/2) -> conv f1 -> up -> concat enc(H) -> conv f0
        -> conv f0 -> 1x1 conv to ``num_classes`` logits per pixel.
   Input height and width must be divisible by 4.  Returns [B, H, W, K].
+
+  ``smooth=True``: SiLU for ReLU and average for max pooling, as
+  ``SmallCNN``'s, so that V's loss after a training is a smooth function of
+  the training images (the ``unrolled`` estimator differentiates it).
   """
   num_classes: int = 6
   features: tuple[int, int, int] = (16, 32, 64)
+  smooth: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -29,10 +34,12 @@ class UNet(nn.Module):
     if x.shape[1] % 4 or x.shape[2] % 4:
       raise ValueError(f"UNet needs H and W divisible by 4, got {x.shape}")
     f0, f1, f2 = self.features
-    conv = lambda f, y: nn.relu(nn.Conv(f, (3, 3))(y))
+    act = nn.silu if self.smooth else nn.relu
+    pool = nn.avg_pool if self.smooth else nn.max_pool
+    conv = lambda f, y: act(nn.Conv(f, (3, 3))(y))
     e0 = conv(f0, x)
-    e1 = conv(f1, nn.max_pool(e0, (2, 2), (2, 2)))
-    e2 = conv(f2, nn.max_pool(e1, (2, 2), (2, 2)))
+    e1 = conv(f1, pool(e0, (2, 2), (2, 2)))
+    e2 = conv(f2, pool(e1, (2, 2), (2, 2)))
     d1 = conv(f1, jnp.concatenate([_up(e2), e1], -1))
     d0 = conv(f0, jnp.concatenate([_up(d1), e0], -1))
     d0 = conv(f0, d0)

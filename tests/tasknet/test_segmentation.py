@@ -63,3 +63,20 @@ def test_unet_shapes_and_size_check():
   assert len(convs) == 7  # the paper's seven convolutional layers
   with pytest.raises(ValueError, match="divisible by 4"):
     model.init(jax.random.key(0), jnp.zeros((1, 18, 24, 3)))
+
+
+def test_smooth_unet_shares_parameters_and_has_a_matching_derivative():
+  """``smooth=True`` changes the activations and pooling, not the weights;
+  its directional derivative in the image matches central differences
+  (what the ``unrolled`` estimator relies on)."""
+  x = jax.random.uniform(jax.random.key(1), (1, 16, 16, 3))
+  params = unet.UNet(num_classes=3).init(jax.random.key(0), x)["params"]
+  smooth = unet.UNet(num_classes=3, smooth=True)
+  assert (jax.tree.structure(smooth.init(jax.random.key(0), x)["params"])
+          == jax.tree.structure(params))
+  loss = lambda img: jnp.sum(jnp.sin(smooth.apply({"params": params}, img)))
+  v = jax.random.normal(jax.random.key(2), x.shape)
+  _, slope = jax.jvp(loss, (x,), (v,))
+  eps = 1e-2
+  fd = (loss(x + eps * v) - loss(x - eps * v)) / (2 * eps)
+  np.testing.assert_allclose(slope, fd, rtol=2e-2)
