@@ -8,7 +8,10 @@ relation statistics of the U-Net trained on V, ``task_features.py``: it
 sees whether cars stand on the road and are aligned with it,
 ``benchmarks/aerial_landscape.py``); ``task`` (after the MMD stage, a
 task stage on the cars' attributes: ``es``, rewarded by the car IoU on V
-of U-Nets trained on the generated data); ``smoke`` (tiny budgets, for
+of U-Nets trained on the generated data); ``reinforce`` or ``unrolled``
+beside ``task`` (the same stage by the paper's Algorithm 1, or by the
+gradient of V's loss through a shorter unrolled U-Net training: the
+README's comparison of estimators); ``smoke`` (tiny budgets, for
 tests).  Starts from ``base.get_config()``
 (every key, with its default) and sets world "aerial", task
 "segmentation" (mean IoU over ``mean_over``); the Aerial2D-only keys
@@ -42,10 +45,15 @@ HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "aerial")
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   options = set(arg.split(",")) - {"default", ""}
-  valid = {"smoke", "relations", "task"}
+  valid = {"smoke", "relations", "task", "reinforce", "unrolled"}
   if options - valid:
     raise ValueError(f"unknown options {sorted(options - valid)}; "
                      f"valid: default, {', '.join(sorted(valid))}")
+  if options & {"reinforce", "unrolled"} and "task" not in options:
+    raise ValueError("options 'reinforce' and 'unrolled' choose the task "
+                     "stage's estimator: use them with 'task'")
+  if {"reinforce", "unrolled"} <= options:
+    raise ValueError("choose one estimator: 'reinforce' or 'unrolled'")
   c = base.get_config()
   c.name = "aerial" + "".join(f"_{o}" for o in sorted(options))
   c.world = "aerial"
@@ -124,6 +132,27 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # vmapped convolutions are ~19x slower.
     c.task.es.update({"pairs": 2, "sigma": 0.5, "log_sigma": 0.3, "lr": 0.5,
                       "normalise": "rank", "vmap": False})
+  if "reinforce" in options:
+    # Algorithm 1 as the paper wrote it: per-scene Gaussian noise around
+    # the cars' predicted attributes (about half es's shift on x and y, a
+    # tenth of a car's size on scale), one U-Net a step, Adam on every
+    # transformer weight.
+    c.task.estimator = "reinforce"
+    c.task.sigma = {"x": 1.0, "y": 1.0, "yaw": 5.0, "scale": 0.05}
+  if "unrolled" in options:
+    # The gradient of V's loss through the inner training, on the affine
+    # parameters (as es searches them): a smooth U-Net (SiLU, average
+    # pooling) trained by heavy-ball SGD, 100 steps (the activations of
+    # every step are kept for the backward pass).  V's loss, not the car
+    # IoU: a score has no gradient.
+    c.task.estimator = "unrolled"
+    c.task.unrolled_affine_only = True
+    c.task.reward = "neg_loss"
+    c.task.inner_optimizer = "sgd"
+    c.task.inner_steps = 100
+    c.task.lr = 0.1
+    c.task.gen_lr = 0.1
+    c.tasknet.kwargs = {**c.tasknet.kwargs, "smooth": True}
 
   if "smoke" in options:
     c.textures.counts = {"car": 6, "road": 2, "grass": 2, "tree": 3,
