@@ -158,10 +158,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.task.inner_optimizer = "adam"
   # ``warm_steps`` > 0: every member starts from a task net trained that
   # many steps on the unperturbed generator's data (es.py), not from scratch.
+  # ``coarse_starts`` > 1: before the first step, that many candidate
+  # starts (angles turned around the circle, continuous attributes shifted
+  # by up to ``coarse_spread`` normalised units) are scored by one task net
+  # each and es starts from the best (es.py: plateaus symmetric about the
+  # start, e.g. a half turn).
   c.task.es = {"pairs": 4, "sigma": 3.0, "log_sigma": 0.3, "lr": 0.15,
                "lr_decay": False, "decay_start": 0.0, "sigma_floor": 1.0,
                "momentum": 0.9, "normalise": "rank", "vmap": True,
-               "warm_steps": 0}
+               "warm_steps": 0, "coarse_starts": 1, "coarse_spread": 0.0}
 
   # kwargs: the task net's constructor arguments (by net).
   c.tasknet = {"name": "small_cnn", "kwargs": {}}

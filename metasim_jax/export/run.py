@@ -108,6 +108,8 @@ def upgrade_config(saved: dict) -> dict:
   task["es"].setdefault("momentum", 0.9)
   task["es"].setdefault("vmap", True)
   task["es"].setdefault("warm_steps", 0)
+  task["es"].setdefault("coarse_starts", 1)
+  task["es"].setdefault("coarse_spread", 0.0)
   c.setdefault("parallel", {"devices": 0, "starts": 1, "coordinator": "",
                             "num_processes": 1, "process_id": 0})
   mmd = c.setdefault("mmd", {})

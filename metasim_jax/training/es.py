@@ -32,6 +32,19 @@ Why not Algorithm 1: its per-scene noise averages out over a dataset (the
 reward sees the dataset's distribution, not any one scene), so the score
 function's signal is ~1/sqrt(scenes) of its noise.  Perturbing the whole
 dataset's distribution is what the reward can see.
+
+Coarse multi-start (``make_es_step(..., coarse_starts=K)``): antithetic
+pairs cannot leave a plateau that is symmetric about the start (digits
+turned by +180 and -180 degrees from the upright prior are the same data,
+so every pair scores the same in rotation).  Before the first step, K
+candidate starts are scored once each: the generator with its angles
+turned by stratified offsets around the circle (and its continuous
+attributes shifted by up to ``coarse_spread``, normalised units), as the
+MMD stage's multi-start draws them (``starts.start_offsets``; candidate 0
+is the generator as it is), one task net trained on each from the same
+initialisation on the same scenes; ``es`` starts from the best.  It costs
+K trainings once and assumes that one training's reward ranks the
+candidates (their differences are large: whole turns of the data).
 """
 
 from __future__ import annotations
@@ -45,14 +58,19 @@ import optax
 
 from metasim_jax import grammar as grammar_lib
 from metasim_jax import tasknet as tasknet_lib
+from metasim_jax import transformer as transformer_lib
 from metasim_jax.features import MMDTarget
 from metasim_jax.grammar.spec import Grammar
 from metasim_jax.pipeline import Pipeline
 from metasim_jax.scene_graph import encoding
+from metasim_jax.training import starts as starts_lib
 from metasim_jax.training import steps
 from metasim_jax.types import LabeledSet, MetaSimState
 
 NORMALISE = ("rank", "std", "none")
+# The coarse start draws its scenes and offsets as this meta-step, an index
+# no step of a stage reaches.
+COARSE_STEP = 2**32 - 1
 
 
 def search_mask(grammar: Grammar) -> np.ndarray:
@@ -116,6 +134,18 @@ def antithetic_gradient(r_plus: jax.Array, r_minus: jax.Array,
   return (diff[:, None] * eps).sum(0) / (2.0 * p * sigma)
 
 
+def step_keys(key: jax.Array, step, fixed_task_init: bool):
+  """(scene, eps, task, mmd) keys of meta-step ``step`` of a stage whose
+  state key is ``key``; with ``fixed_task_init`` every step's task nets
+  start from one initialisation (common random numbers across steps)."""
+  k_steps, k_fixed = jax.random.split(key)
+  k_scene, k_eps, k_task, k_mmd = jax.random.split(
+      jax.random.fold_in(k_steps, step), 4)
+  if fixed_task_init:
+    k_task = k_fixed
+  return k_scene, k_eps, k_task, k_mmd
+
+
 def decay_factor(step, decay_steps: int, decay_start: float = 0.0):
   """1 until the fraction ``decay_start`` of ``decay_steps`` meta-steps,
   then down to 0 by a cosine at ``decay_steps`` (always 1 if
@@ -133,7 +163,8 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
                  reward: str, normalise: str, fixed_task_init: bool,
                  decay_steps: int = 0, sigma_floor: float = 1.0,
                  decay_start: float = 0.0, vmap: bool = True,
-                 warm_steps: int = 0):
+                 warm_steps: int = 0, coarse_starts: int = 1,
+                 coarse_spread: float = 0.0):
   """The ``es`` estimator's meta-step: (state, pools, feat_params, target,
   val) -> (state, metrics), like ``steps.make_task_step``.
 
@@ -155,6 +186,9 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   trained from scratch for 300 steps preferred *wider* car placement than
   the target's; fine-tuned ones a narrower offset spread:
   ``benchmarks/aerial_es_pairs.py``).  It costs one more training a step.
+  ``coarse_starts`` > 1: ``step.coarse_start(state, pools, val)`` picks the
+  stage's start among that many candidates (module docstring); the stage
+  calls it once, before its first step.
   Three jitted programs: generate the 2P
   datasets, train their task networks (a host loop of the vmapped update;
   ``vmap=False``: of the single-net update, member after member, and
@@ -172,6 +206,8 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
     raise ValueError(f"es needs pairs >= 1, got {pairs}")
   if warm_steps < 0:
     raise ValueError(f"es needs warm_steps >= 0, got {warm_steps}")
+  if coarse_starts < 1:
+    raise ValueError(f"es needs coarse_starts >= 1, got {coarse_starts}")
   scale = jnp.asarray(np.concatenate([np.full(m, log_sigma, np.float32),
                                       np.full(m, sigma, np.float32)]))
   if not 0.0 < sigma_floor <= 1.0:
@@ -186,12 +222,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
                     decay_factor(step, decay_steps, decay_start))
 
   def keys(state: MetaSimState):
-    k_steps, k_fixed = jax.random.split(state.key)
-    key = jax.random.fold_in(k_steps, state.step)
-    k_scene, k_eps, k_task, k_mmd = jax.random.split(key, 4)
-    if fixed_task_init:  # common random numbers across meta-steps too
-      k_task = k_fixed
-    return k_scene, k_eps, k_task, k_mmd
+    return step_keys(state.key, state.step, fixed_task_init)
 
   @jax.jit
   def generate(state: MetaSimState, pools):
@@ -278,4 +309,53 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
 
   # For tests and benchmarks.
   step.generate, step.trainer, step.warm = generate, trainer, warm
+  step.coarse_start = (
+      _coarse_start(pipe, trainer, coarse_starts, coarse_spread, num_scenes,
+                    reward, fixed_task_init, vmap)
+      if coarse_starts > 1 else None)
   return step
+
+
+def _coarse_start(pipe: Pipeline, trainer, num: int, spread: float,
+                  num_scenes: int, reward: str, fixed_task_init: bool,
+                  vmap: bool):
+  """(state, pools, val) -> (state, rewards [K], offsets [K, C], best):
+  the stage's first state moved to the best of K candidate starts (module
+  docstring), each scored by one task net trained as a step's members
+  are."""
+  cols = starts_lib.offset_columns(pipe.prior)
+
+  @jax.jit
+  def generate(params, offsets, key, pools):
+    scene = grammar_lib.sample(key, pipe.prior, num_scenes, pools)
+
+    def dataset(o):
+      drawn = pipe.transform(
+          transformer_lib.with_offsets(params, pipe.prior, o, cols), scene)
+      renders = pipe.render(drawn, pools)
+      return renders.image, pipe.task.targets(drawn, renders)
+
+    return jax.vmap(dataset)(offsets)
+
+  @jax.jit
+  def rewards(task_params, val: LabeledSet):
+    score = lambda tp: pipe.score(tp, val)
+    scores = (jax.vmap(score)(task_params) if vmap
+              else jax.lax.map(score, task_params))
+    return steps.reward_of(scores, reward, pipe.headline)
+
+  def choose(state: MetaSimState, pools, val: LabeledSet):
+    k_scene, k_offsets, k_task, _ = step_keys(state.key, COARSE_STEP,
+                                               fixed_task_init)
+    _, offsets = starts_lib.start_offsets(k_offsets, pipe.prior, num, spread)
+    params = jax.tree.map(lambda x: x[0], state.params)
+    images, labels = generate(params, jnp.asarray(offsets), k_scene, pools)
+    task_params, _ = trainer.run(k_task, num, images, labels)
+    r = np.asarray(rewards(task_params, val))
+    best = int(np.argmax(r))
+    chosen = transformer_lib.with_offsets(params, pipe.prior, offsets[best],
+                                          cols)
+    return (state.replace(params=jax.tree.map(lambda x: x[None], chosen)),
+            r, offsets, best)
+
+  return choose

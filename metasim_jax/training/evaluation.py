@@ -90,6 +90,9 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
       "attribute_std_error": std_errors,
       "mmd_start_selection": run.record["selection"],
       "selected_start": run.record["best"],
+      # es's coarse multi-start, by stage: candidates' rewards, offsets,
+      # the chosen one.
+      "task_coarse_start": run.record.get("coarse_start", {}),
       "seconds": {"mmd_stage": by_objective["mmd"],
                   "task_stage": by_objective["task"],
                   "per_stage": {p.spec.label: sec.get(p.name, 0.0)

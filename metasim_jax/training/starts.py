@@ -28,14 +28,20 @@ from metasim_jax.training import steps
 from metasim_jax.types import MetaSimState
 
 
+def offset_columns(grammar: Grammar) -> list[int]:
+  """The attribute columns a start is offset in: mutable continuous and
+  angle attributes."""
+  return [j for j in range(grammar.num_attrs)
+          if grammar.mutable[:, j].any()
+          and grammar.attr_kinds[j] in ("continuous", "angle")]
+
+
 def start_offsets(key: jax.Array, grammar: Grammar, num_starts: int,
                   spread: float) -> tuple[list[int], np.ndarray]:
   """(columns, [K, len(columns)] head-bias offsets): angles stratified
   around the circle, continuous attributes uniform in +-spread (normalised
   units); start 0 is the pre-trained identity."""
-  cols = [j for j in range(grammar.num_attrs)
-          if grammar.mutable[:, j].any()
-          and grammar.attr_kinds[j] in ("continuous", "angle")]
+  cols = offset_columns(grammar)
   offsets = np.zeros((num_starts, len(cols)), np.float32)
   u = np.asarray(jax.random.uniform(key, offsets.shape, minval=-1, maxval=1))
   for i, j in enumerate(cols):

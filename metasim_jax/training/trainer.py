@@ -49,12 +49,12 @@ _AT_LEAST_0 = ("pretrain.steps", "mmd.steps", "task.steps", "task.inner_steps",
                "eval.train_steps", "eval.probe_steps", "eval.probe_every",
                "mmd.weight", "task.weight", "mmd.start_spread",
                "task_features.steps", "task_features.synthetic",
-               "task.es.warm_steps")
+               "task.es.warm_steps", "task.es.coarse_spread")
 _AT_LEAST_1 = ("pretrain.batch_size", "mmd.batch_size", "mmd.select_batch",
                "mmd.num_starts", "task.num_scenes", "task.inner_batch",
                "eval.batch_size", "eval.num_scenes", "eval.repeats",
                "log_every", "curve_every", "checkpoint_every",
-               "task_features.batch")
+               "task_features.batch", "task.es.coarse_starts")
 # Batches split over the data devices (smaller ones are computed whole).
 _SPLIT_OVER_DEVICES = ("pretrain.batch_size", "mmd.batch_size",
                        "mmd.select_batch", "task.num_scenes",
@@ -268,7 +268,8 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
             log_sigma=e.log_sigma, normalise=e.normalise,
             decay_steps=n if e.lr_decay else 0, sigma_floor=e.sigma_floor,
             decay_start=e.decay_start, vmap=e.vmap,
-            warm_steps=e.warm_steps, **task_args)
+            warm_steps=e.warm_steps, coarse_starts=e.coarse_starts,
+            coarse_spread=e.coarse_spread, **task_args)
       elif config.task.estimator == "unrolled":
         step = unrolled.make_unrolled_step(
             ph, gen_tx, task_tx, affine_only=config.task.unrolled_affine_only,

@@ -11,7 +11,8 @@ import pytest
 from experiments.configs import mnist as mnist_config
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import tasknet as tasknet_lib
-from metasim_jax.training import es, steps
+from metasim_jax import transformer as transformer_lib
+from metasim_jax.training import es, starts, steps
 
 
 def _quadratic(theta, c):
@@ -155,3 +156,36 @@ def test_warm_started_members_continue_from_one_net(problem):
   with pytest.raises(ValueError, match="warm_steps"):
     es.make_es_step(pipe, steps.adam(0.5), steps.adam(c.task.lr),
                     warm_steps=-1, **args)
+
+
+def test_coarse_start_moves_to_the_best_scored_candidate(problem):
+  """coarse_starts=K: K candidates (candidate 0 the generator as it is,
+  the others turned by stratified angles around the circle), one task net
+  each on the same scenes; the stage starts from the best one's params."""
+  pipe, pools, sets, params, _, state = problem
+  c = mnist_config.get_config("rot,smoke,task_only,es")
+  step = es.make_es_step(
+      pipe, steps.adam(0.5), steps.adam(c.task.lr), pairs=1, sigma=3.0,
+      log_sigma=0.5, num_scenes=c.task.num_scenes, inner_steps=2,
+      inner_batch=4, task_weight=1.0, mmd_weight=0.0, reward="neg_loss",
+      normalise="rank", fixed_task_init=True, coarse_starts=4)
+  new, rewards, offsets, best = step.coarse_start(state(), pools,
+                                                  sets["val"])
+  assert rewards.shape == (4,) and np.isfinite(rewards).all()
+  assert best == int(np.argmax(rewards))
+  yaw = starts.offset_columns(pipe.prior).index(pipe.prior.col("yaw"))
+  np.testing.assert_array_equal(offsets[0], 0.0)
+  for k in range(1, 4):  # a quarter turn apart, +-45 degrees (angle / 180)
+    assert abs(offsets[k, yaw] - k / 2) <= 0.25
+  expected = transformer_lib.with_offsets(
+      params, pipe.prior, offsets[best], starts.offset_columns(pipe.prior))
+  jax.tree.map(np.testing.assert_array_equal,
+               jax.tree.map(lambda x: x[0], new.params), expected)
+  # Its keys are the stage's: the same state gives the same choice.
+  again = step.coarse_start(state(), pools, sets["val"])[1]
+  np.testing.assert_allclose(again, rewards, rtol=1e-5)
+  assert (es.make_es_step(
+      pipe, steps.adam(0.5), steps.adam(c.task.lr), pairs=1, sigma=3.0,
+      log_sigma=0.5, num_scenes=c.task.num_scenes, inner_steps=2,
+      inner_batch=4, task_weight=1.0, mmd_weight=0.0, reward="neg_loss",
+      normalise="rank", fixed_task_init=True).coarse_start is None)
