@@ -57,6 +57,17 @@ def test_centred_ranks():
                              [0.0, -0.5, 0.5])
 
 
+def _es_step(pipe, **overrides):
+  """An es step on the MNIST smoke world: 2 pairs, 2 inner steps."""
+  c = mnist_config.get_config("rot,smoke,task_only,es")
+  args = dict(pairs=2, sigma=3.0, log_sigma=0.5,
+              num_scenes=c.task.num_scenes, inner_steps=2, inner_batch=4,
+              task_weight=1.0, mmd_weight=0.0, reward="neg_loss",
+              normalise="rank", fixed_task_init=True)
+  return es.make_es_step(pipe, steps.adam(0.5), steps.adam(c.task.lr),
+                         **{**args, **overrides})
+
+
 @pytest.fixture(scope="module")
 def problem():
   """The MNIST smoke world and an es step (2 pairs, 2 inner steps)."""
@@ -64,12 +75,8 @@ def problem():
   pipe, _ = pipeline_lib.build(c)
   pools, sets = pipeline_lib.build_data(c, pipe)
   params = pipe.init_transformer(jax.random.key(0), jax.random.key(1), pools)
-  tx = steps.adam(0.5)
-  step = es.make_es_step(
-      pipe, tx, steps.adam(c.task.lr), pairs=2, sigma=3.0, log_sigma=0.5,
-      num_scenes=c.task.num_scenes, inner_steps=2, inner_batch=4,
-      task_weight=1.0, mmd_weight=0.0, reward="neg_loss", normalise="rank",
-      fixed_task_init=True)
+  tx = steps.adam(0.5)  # the step's (``_es_step``)
+  step = _es_step(pipe)
   state = lambda: steps.init_state(jax.random.key(2), jax.tree.map(
       lambda x: x[None], params), tx)
   return pipe, pools, sets, params, step, state
@@ -119,12 +126,7 @@ def test_members_one_after_another_give_the_same_step(problem):
   """vmap=False (task nets trained and scored member after member) takes
   the same step as the vmapped population."""
   pipe, pools, sets, _, step, state = problem
-  c = mnist_config.get_config("rot,smoke,task_only,es")
-  seq = es.make_es_step(
-      pipe, steps.adam(0.5), steps.adam(c.task.lr), pairs=2, sigma=3.0,
-      log_sigma=0.5, num_scenes=c.task.num_scenes, inner_steps=2,
-      inner_batch=4, task_weight=1.0, mmd_weight=0.0, reward="neg_loss",
-      normalise="rank", fixed_task_init=True, vmap=False)
+  seq = _es_step(pipe, vmap=False)
   a, ma = step(state(), pools, None, None, sets["val"])
   b, mb = seq(state(), pools, None, None, sets["val"])
   np.testing.assert_allclose(float(mb["reward"]), float(ma["reward"]),
@@ -138,13 +140,7 @@ def test_warm_started_members_continue_from_one_net(problem):
   member's start; identical datasets still give identical nets, and the
   rewards differ from those of members trained from scratch."""
   pipe, pools, sets, _, cold, state = problem
-  c = mnist_config.get_config("rot,smoke,task_only,es")
-  args = dict(pairs=2, sigma=3.0, log_sigma=0.5,
-              num_scenes=c.task.num_scenes, inner_steps=2, inner_batch=4,
-              task_weight=1.0, mmd_weight=0.0, reward="neg_loss",
-              normalise="rank", fixed_task_init=True)
-  warm = es.make_es_step(pipe, steps.adam(0.5), steps.adam(c.task.lr),
-                         warm_steps=3, **args)
+  warm = _es_step(pipe, warm_steps=3)
   eps, images, labels, _ = warm.generate(state(), pools)
   assert images.shape[0] == 5  # 2P perturbed + the unperturbed dataset
   np.testing.assert_allclose(images[:4], cold.generate(state(), pools)[1],
@@ -154,8 +150,7 @@ def test_warm_started_members_continue_from_one_net(problem):
   assert np.isfinite(float(m_warm["reward"]))
   assert float(m_warm["reward"]) != float(m_cold["reward"])
   with pytest.raises(ValueError, match="warm_steps"):
-    es.make_es_step(pipe, steps.adam(0.5), steps.adam(c.task.lr),
-                    warm_steps=-1, **args)
+    _es_step(pipe, warm_steps=-1)
 
 
 def test_coarse_start_moves_to_the_best_scored_candidate(problem):
@@ -163,12 +158,7 @@ def test_coarse_start_moves_to_the_best_scored_candidate(problem):
   the others turned by stratified angles around the circle), one task net
   each on the same scenes; the stage starts from the best one's params."""
   pipe, pools, sets, params, _, state = problem
-  c = mnist_config.get_config("rot,smoke,task_only,es")
-  step = es.make_es_step(
-      pipe, steps.adam(0.5), steps.adam(c.task.lr), pairs=1, sigma=3.0,
-      log_sigma=0.5, num_scenes=c.task.num_scenes, inner_steps=2,
-      inner_batch=4, task_weight=1.0, mmd_weight=0.0, reward="neg_loss",
-      normalise="rank", fixed_task_init=True, coarse_starts=4)
+  step = _es_step(pipe, pairs=1, coarse_starts=4)
   new, rewards, offsets, best = step.coarse_start(state(), pools,
                                                   sets["val"])
   assert rewards.shape == (4,) and np.isfinite(rewards).all()
@@ -184,8 +174,6 @@ def test_coarse_start_moves_to_the_best_scored_candidate(problem):
   # Its keys are the stage's: the same state gives the same choice.
   again = step.coarse_start(state(), pools, sets["val"])[1]
   np.testing.assert_allclose(again, rewards, rtol=1e-5)
-  assert (es.make_es_step(
-      pipe, steps.adam(0.5), steps.adam(c.task.lr), pairs=1, sigma=3.0,
-      log_sigma=0.5, num_scenes=c.task.num_scenes, inner_steps=2,
-      inner_batch=4, task_weight=1.0, mmd_weight=0.0, reward="neg_loss",
-      normalise="rank", fixed_task_init=True).coarse_start is None)
+  assert _es_step(pipe, pairs=1).coarse_start is None
+  with pytest.raises(ValueError, match="coarse_starts"):
+    _es_step(pipe, coarse_starts=0)
