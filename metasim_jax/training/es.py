@@ -134,6 +134,22 @@ def antithetic_gradient(r_plus: jax.Array, r_minus: jax.Array,
   return (diff[:, None] * eps).sum(0) / (2.0 * p * sigma)
 
 
+def labelled_images(pipe: Pipeline, params, scene, pools):
+  """(images, task labels) of ``scene`` under the generator ``params``."""
+  drawn = pipe.transform(params, scene)
+  renders = pipe.render(drawn, pools)
+  return renders.image, pipe.task.targets(drawn, renders)
+
+
+def population_scores(pipe: Pipeline, task_params, val: LabeledSet,
+                      vmap: bool):
+  """V's scores of a stacked population of task nets: vmapped, or one
+  after another (``vmap=False``)."""
+  score = lambda tp: pipe.score(tp, val)
+  return (jax.vmap(score)(task_params) if vmap
+          else jax.lax.map(score, task_params))
+
+
 def step_keys(key: jax.Array, step, fixed_task_init: bool):
   """(scene, eps, task, mmd) keys of meta-step ``step`` of a stage whose
   state key is ``key``; with ``fixed_task_init`` every step's task nets
@@ -236,12 +252,8 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
       deltas = jnp.concatenate([deltas, jnp.zeros((1, 2 * m))])
     scene = grammar_lib.sample(k_scene, pipe.prior, num_scenes, pools)
 
-    def dataset(delta):
-      drawn = pipe.transform(perturbed(params, delta, mask), scene)
-      renders = pipe.render(drawn, pools)
-      return renders.image, pipe.task.targets(drawn, renders)
-
-    images, labels = jax.vmap(dataset)(deltas)
+    images, labels = jax.vmap(lambda d: labelled_images(
+        pipe, perturbed(params, d, mask), scene, pools))(deltas)
     return eps, images, labels, k_task
 
   def batch_fn(k, images, labels):
@@ -262,9 +274,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
     _, _, _, k_mmd = keys(state)
     params = jax.tree.map(lambda x: x[0], state.params)
     opt_state = jax.tree.map(lambda x: x[0], state.opt_state)
-    score = lambda tp: pipe.score(tp, val)
-    scores = (jax.vmap(score)(task_params) if vmap
-              else jax.lax.map(score, task_params))
+    scores = population_scores(pipe, task_params, val, vmap)
     r = steps.reward_of(scores, reward, pipe.headline)
     g = antithetic_gradient(r[:pairs], r[pairs:], eps,
                             sigma_at(state.step), normalise)
@@ -329,20 +339,14 @@ def _coarse_start(pipe: Pipeline, trainer, num: int, spread: float,
   def generate(params, offsets, key, pools):
     scene = grammar_lib.sample(key, pipe.prior, num_scenes, pools)
 
-    def dataset(o):
-      drawn = pipe.transform(
-          transformer_lib.with_offsets(params, pipe.prior, o, cols), scene)
-      renders = pipe.render(drawn, pools)
-      return renders.image, pipe.task.targets(drawn, renders)
-
-    return jax.vmap(dataset)(offsets)
+    return jax.vmap(lambda o: labelled_images(
+        pipe, transformer_lib.with_offsets(params, pipe.prior, o, cols),
+        scene, pools))(offsets)
 
   @jax.jit
   def rewards(task_params, val: LabeledSet):
-    score = lambda tp: pipe.score(tp, val)
-    scores = (jax.vmap(score)(task_params) if vmap
-              else jax.lax.map(score, task_params))
-    return steps.reward_of(scores, reward, pipe.headline)
+    return steps.reward_of(population_scores(pipe, task_params, val, vmap),
+                           reward, pipe.headline)
 
   def choose(state: MetaSimState, pools, val: LabeledSet):
     k_scene, k_offsets, k_task, _ = step_keys(state.key, COARSE_STEP,
