@@ -45,6 +45,15 @@ is the generator as it is), one task net trained on each from the same
 initialisation on the same scenes; ``es`` starts from the best.  It costs
 K trainings once and assumes that one training's reward ranks the
 candidates (their differences are large: whole turns of the data).
+With ``coarse_contract`` = f < 1, candidates 1..K-1 also have the spread
+of every searched angle contracted by f (``encoding.contract_angle``) before
+they turn: the candidates are then K-1 concentrated headings pointing
+around the circle (and the generator as it is).  That is the other
+plateau: a heading that is nearly uniform (a car's on its road after
+an MMD that cannot see it) scores the same when its spread moves by
+e^+-log_sigma, turned or not; its alignment shows only once the headings
+are concentrated, and pointing the right way
+(``benchmarks/aerial_heading_candidates.py``).
 """
 
 from __future__ import annotations
@@ -180,7 +189,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
                  decay_steps: int = 0, sigma_floor: float = 1.0,
                  decay_start: float = 0.0, vmap: bool = True,
                  warm_steps: int = 0, coarse_starts: int = 1,
-                 coarse_spread: float = 0.0):
+                 coarse_spread: float = 0.0, coarse_contract: float = 1.0):
   """The ``es`` estimator's meta-step: (state, pools, feat_params, target,
   val) -> (state, metrics), like ``steps.make_task_step``.
 
@@ -203,8 +212,9 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   the target's; fine-tuned ones a narrower offset spread:
   ``benchmarks/aerial_es_pairs.py``).  It costs one more training a step.
   ``coarse_starts`` > 1: ``step.coarse_start(state, pools, val)`` picks the
-  stage's start among that many candidates (module docstring); the stage
-  calls it once, before its first step.
+  stage's start among that many candidates (module docstring; with
+  ``coarse_contract`` < 1, concentrated ones); the stage calls it once,
+  before its first step.
   Three jitted programs: generate the 2P
   datasets, train their task networks (a host loop of the vmapped update;
   ``vmap=False``: of the single-net update, member after member, and
@@ -224,6 +234,9 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
     raise ValueError(f"es needs warm_steps >= 0, got {warm_steps}")
   if coarse_starts < 1:
     raise ValueError(f"es needs coarse_starts >= 1, got {coarse_starts}")
+  if not 0.0 < coarse_contract <= 1.0:
+    raise ValueError(f"es needs 0 < coarse_contract <= 1, got "
+                     f"{coarse_contract}")
   scale = jnp.asarray(np.concatenate([np.full(m, log_sigma, np.float32),
                                       np.full(m, sigma, np.float32)]))
   if not 0.0 < sigma_floor <= 1.0:
@@ -320,28 +333,43 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   # For tests and benchmarks.
   step.generate, step.trainer, step.warm = generate, trainer, warm
   step.coarse_start = (
-      _coarse_start(pipe, trainer, coarse_starts, coarse_spread, num_scenes,
-                    reward, fixed_task_init, vmap)
+      _coarse_start(pipe, trainer, coarse_starts, coarse_spread,
+                    coarse_contract, num_scenes, reward, fixed_task_init, vmap)
       if coarse_starts > 1 else None)
   return step
 
 
+def contracted(params, mask: np.ndarray, grammar: Grammar, factor):
+  """``params`` with the spread of every searched angle (``mask``'s
+  (class, attribute) pairs of angle kind) times ``factor``."""
+  angle = mask & np.array([k == "angle" for k in grammar.attr_kinds])[None]
+  return {**params, "log_spread": params["log_spread"]
+          + jnp.where(angle, jnp.log(factor), 0.0)}
+
+
 def _coarse_start(pipe: Pipeline, trainer, num: int, spread: float,
-                  num_scenes: int, reward: str, fixed_task_init: bool,
-                  vmap: bool):
+                  contract: float, num_scenes: int, reward: str,
+                  fixed_task_init: bool, vmap: bool):
   """(state, pools, val) -> (state, rewards [K], offsets [K, C], best):
   the stage's first state moved to the best of K candidate starts (module
   docstring), each scored by one task net trained as a step's members
   are."""
   cols = starts_lib.offset_columns(pipe.prior)
+  mask = search_mask(pipe.prior)
+  # Candidate 0 is the generator as it is; the others contracted (or not).
+  factors = np.where(np.arange(num) == 0, 1.0, contract).astype(np.float32)
+
+  def candidate(params, offsets, factor):
+    return transformer_lib.with_offsets(
+        contracted(params, mask, pipe.prior, factor), pipe.prior, offsets,
+        cols)
 
   @jax.jit
   def generate(params, offsets, key, pools):
     scene = grammar_lib.sample(key, pipe.prior, num_scenes, pools)
 
-    return jax.vmap(lambda o: labelled_images(
-        pipe, transformer_lib.with_offsets(params, pipe.prior, o, cols),
-        scene, pools))(offsets)
+    return jax.vmap(lambda o, f: labelled_images(
+        pipe, candidate(params, o, f), scene, pools))(offsets, factors)
 
   @jax.jit
   def rewards(task_params, val: LabeledSet):
@@ -357,8 +385,7 @@ def _coarse_start(pipe: Pipeline, trainer, num: int, spread: float,
     task_params, _ = trainer.run(k_task, num, images, labels)
     r = np.asarray(rewards(task_params, val))
     best = int(np.argmax(r))
-    chosen = transformer_lib.with_offsets(params, pipe.prior, offsets[best],
-                                          cols)
+    chosen = candidate(params, jnp.asarray(offsets[best]), factors[best])
     return (state.replace(params=jax.tree.map(lambda x: x[None], chosen)),
             r, offsets, best)
 

@@ -269,7 +269,8 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
             decay_steps=n if e.lr_decay else 0, sigma_floor=e.sigma_floor,
             decay_start=e.decay_start, vmap=e.vmap,
             warm_steps=e.warm_steps, coarse_starts=e.coarse_starts,
-            coarse_spread=e.coarse_spread, **task_args)
+            coarse_spread=e.coarse_spread,
+            coarse_contract=e.coarse_contract, **task_args)
       elif config.task.estimator == "unrolled":
         step = unrolled.make_unrolled_step(
             ph, gen_tx, task_tx, affine_only=config.task.unrolled_affine_only,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import mnist as mnist_config
+from metasim_jax import grammar as grammar_lib
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import tasknet as tasknet_lib
 from metasim_jax import transformer as transformer_lib
@@ -177,3 +178,39 @@ def test_coarse_start_moves_to_the_best_scored_candidate(problem):
   assert _es_step(pipe, pairs=1).coarse_start is None
   with pytest.raises(ValueError, match="coarse_starts"):
     _es_step(pipe, coarse_starts=0)
+  # Contracted candidates: the same turns, the headings concentrated
+  # (all but candidate 0, the generator as it is).
+  step = _es_step(pipe, pairs=1, coarse_starts=4, coarse_contract=0.1)
+  new, tight, tight_offsets, best = step.coarse_start(state(), pools,
+                                                      sets["val"])
+  np.testing.assert_array_equal(tight_offsets, offsets)
+  np.testing.assert_allclose(tight[0], rewards[0], rtol=1e-5)
+  assert not np.allclose(tight[1:], rewards[1:])
+  expected = transformer_lib.with_offsets(
+      es.contracted(params, es.search_mask(pipe.prior), pipe.prior,
+                    0.1 if best else 1.0),
+      pipe.prior, offsets[best], starts.offset_columns(pipe.prior))
+  jax.tree.map(np.testing.assert_allclose,
+               jax.tree.map(lambda x: x[0], new.params), expected)
+  with pytest.raises(ValueError, match="coarse_contract"):
+    _es_step(pipe, coarse_contract=0.0)
+
+
+def test_contracted_concentrates_the_searched_angles_only(problem):
+  pipe, pools, _, params, _, _ = problem
+  prior = pipe.prior
+  mask = es.search_mask(prior)
+  scene = grammar_lib.sample(jax.random.key(3), prior, 256, pools)
+  digit, yaw, x = (prior.slots_of("digit")[0], prior.col("yaw"),
+                   prior.col("x"))
+
+  def drawn(p):
+    return np.asarray(pipe.transform(p, scene).attrs[:, digit])
+
+  before = drawn(params)
+  after = drawn(es.contracted(params, mask, prior, 0.1))
+  # The prior's headings are within +-40 degrees: the map is ~ 0.1 x there.
+  assert np.abs(before[:, yaw]).max() < 60
+  np.testing.assert_allclose(after[:, yaw].std(), 0.1 * before[:, yaw].std(),
+                             rtol=0.2)
+  np.testing.assert_allclose(after[:, x], before[:, x], atol=1e-5)
