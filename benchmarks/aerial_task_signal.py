@@ -3,6 +3,11 @@ how they are turned?  Paired measurement before building a task stage on
 Aerial2D (issue 14: "if the signal is too weak, show it").
 
   python -m benchmarks.aerial_task_signal [INNER_STEPS] [NUM_SCENES] [REPEATS] [RUN_DIR ...]
+      [--grammar=FILE --target=FILE]
+
+``--grammar`` / ``--target``: another world's input and target grammar
+files (e.g. ``experiments/configs/aerial/{prior,target}_decoys.json``);
+the datasets are then that target's scenes with the cars changed as below.
 
 Datasets of NUM_SCENES (default 400) target-grammar scenes that differ only
 in the cars' across-road offset and relative heading (and, as a yardstick
@@ -82,8 +87,10 @@ def run_placements(run_dirs):
   return out
 
 
-def main(inner_steps: int, n: int, repeats: int, run_dirs=()):
-  c, pipe, _, pools, sets = common.aerial_world()
+def main(inner_steps: int, n: int, repeats: int, run_dirs=(),
+         grammar_file=None, target_file=None):
+  c, pipe, _, pools, sets = common.aerial_world(
+      target_file=target_file, grammar_file=grammar_file)
   g = pipe.target
   cars, x, yaw, scale = (g.slots_of("car"), g.col("x"), g.col("yaw"),
                          g.col("scale"))
@@ -146,7 +153,8 @@ def main(inner_steps: int, n: int, repeats: int, run_dirs=()):
         out[s][m].append(np.asarray([g[m] for g in got]))
     print(f"repeat {r + 1}/{repeats}: {time.perf_counter() - t0:.0f} s",
           flush=True)
-  print(f"Aerial2D, {n} target-grammar scenes a dataset, {inner_steps} U-Net "
+  print(f"Aerial2D ({c.target_file}), {n} target-grammar scenes a dataset, "
+        f"{inner_steps} U-Net "
         f"steps of {c.task.inner_batch} (lr {c.eval.lr}), {repeats} paired "
         f"repeats; differences are paired, minus 'target', with s.e.")
   for s in score:
@@ -165,6 +173,11 @@ def main(inner_steps: int, n: int, repeats: int, run_dirs=()):
 
 
 if __name__ == "__main__":
-  numbers = [int(a) for a in sys.argv[1:4] if a.isdigit()]
+  args = sys.argv[1:]
+  files = {k: a.split("=", 1)[1] for a in args for k in ("grammar", "target")
+           if a.startswith(f"--{k}=")}
+  numbers = [int(a) for a in args[:3] if a.isdigit()]
   main(*(numbers + [300, 400, 4][len(numbers):]),
-       run_dirs=tuple(a for a in sys.argv[1:] if not a.isdigit()))
+       run_dirs=tuple(a for a in args
+                      if not a.isdigit() and not a.startswith("--")),
+       grammar_file=files.get("grammar"), target_file=files.get("target"))

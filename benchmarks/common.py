@@ -39,14 +39,17 @@ def problem(variant: str = "rot", **overrides):
   return config, pipe, feat_params, pools, params, real, val
 
 
-def aerial_world(variant: str = "default", target_file: str | None = None):
+def aerial_world(variant: str = "default", target_file: str | None = None,
+                 grammar_file: str | None = None):
   """(config, pipe, feat_params, pools, sets) of the Aerial2D experiment's
-  ``variant`` (``experiments/configs/aerial.py``), with another target
-  grammar file if given; sets: X_R "real", V "val", "test"."""
+  ``variant`` (``experiments/configs/aerial.py``), with other target and
+  input grammar files if given; sets: X_R "real", V "val", "test"."""
   from experiments.configs import aerial as aerial_config
   config = aerial_config.get_config(variant)
   if target_file:
     config.target_file = target_file
+  if grammar_file:
+    config.grammar_file = grammar_file
   pipe, feat_params = pipeline_lib.build(config)
   pools, sets = pipeline_lib.build_data(config, pipe)
   return config, pipe, feat_params, pools, sets

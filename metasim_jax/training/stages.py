@@ -162,7 +162,9 @@ def meta_objective(setup: Setup, run: SeedRun, phase: Phase, params, state,
   """The task meta-objective (Algorithm 1, REINFORCE, or ``es``) from the
   best start.  Its steps are long (task networks are trained in each), so
   every step's metrics are read, with the statistics of the generated
-  attributes (TensorBoard ``<stage>/attributes/``, and the log)."""
+  attributes (TensorBoard ``<stage>/attributes/``, and the log), and every
+  step is checkpointed whatever ``checkpoint_every`` (the last one by the
+  next stage's first checkpoint)."""
   name = phase.name
   if state is None:
     state = run.task_state(params, phase)
@@ -203,7 +205,7 @@ def meta_objective(setup: Setup, run: SeedRun, phase: Phase, params, state,
                                         "val_score", "mmd2") if k in m})
       logging.info("[%s]   generated: %s", name, ", ".join(
           f"{a} {v['mean']:.2f}+-{v['std']:.2f}" for a, v in stats.items()))
-    if run.due(name, done):
+    if done < total:  # a step takes minutes: none is lost on a crash
       run.save(name, done, state)
   return jax.tree.map(lambda x: x[0], state.params)
 

@@ -11,6 +11,7 @@ from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import transformer as transformer_lib
 from metasim_jax.data import aerial, mnist
 from metasim_jax.grammar import sample
+from metasim_jax.training import seed as seed_lib
 from metasim_jax.training import starts, trainer
 from tests.conftest import random_pool
 
@@ -128,3 +129,21 @@ def test_config_read_back_from_json_builds_a_hashable_task_net():
   assert isinstance(c.tasknet.kwargs.features, list)
   pipe, _ = pipeline_lib.build(c)
   hash(pipe.tasknet)
+
+
+def test_task_stage_checkpoints_every_step(tmp_path, monkeypatch):
+  """A task step trains task nets (minutes on Aerial2D): the stage saves
+  after each one even when ``checkpoint_every`` is far larger."""
+  config = mnist_config.get_config("rot,smoke,task_only,es")
+  config.task.steps = 3
+  config.checkpoint_every = 1000
+  saved, save = [], seed_lib.SeedRun.save
+
+  def recording(run, stage, step, state):
+    saved.append((stage, step))
+    save(run, stage, step, state)
+
+  monkeypatch.setattr(seed_lib.SeedRun, "save", recording)
+  trainer.run(config, str(tmp_path))
+  task = [step for stage, step in saved if stage.endswith("task")]
+  assert task == [0, 1, 2], saved  # step 3 is the evaluation's checkpoint
