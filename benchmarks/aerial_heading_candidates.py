@@ -8,9 +8,10 @@ is -5.3 +- 2.6 car IoU points: ``benchmarks/aerial_task_signal.py``).
 
 From the generator of RUN_DIR (seed 0; an Aerial2D run with the affine
 head), or the transformer in the msgpack file PARAMS (e.g. the end of the
-MMD stage, ``CHECKPOINTS/seed0/stages/s1_mmd.msgpack``; for
-``results/aerial_task_warm`` a copy is ``results/aerial_task_warm/s1_mmd_seed0.msgpack``), datasets of 400
-prior scenes that differ only in the cars' heading on their road:
+MMD stage, ``CHECKPOINTS/seed0/stages/s1_mmd.msgpack``; that of
+``results/aerial_task_warm`` is committed beside it as
+``s1_mmd_seed0.msgpack``), datasets of 400 prior scenes that differ only
+in the cars' heading on their road:
 
 - ``as is``: the generator's;
 - ``f@A``: its heading spread contracted by FACTOR (default 0.1;
