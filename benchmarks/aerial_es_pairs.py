@@ -35,9 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import common
 from metasim_jax import grammar as grammar_lib
 from metasim_jax import pipeline as pipeline_lib
-from metasim_jax import tasknet as tasknet_lib
 from metasim_jax.export import run as run_lib
 from metasim_jax.training import es
 from metasim_jax.training import steps
@@ -88,14 +88,9 @@ def main(run_dir, cold_steps=300, warm_steps=300, finetune_steps=150,
 
     return jax.vmap(one)(deltas)
 
-  def batch_fn(k, images, labels):
-    idx = jax.random.randint(k, (batch,), 0, N)
-    return images[idx], labels[idx]
-
   tx = steps.adam(config.task.lr)
-  trainer = lambda n: tasknet_lib.PopulationTrainer(
-      pipe.tasknet, pipe.task.loss, tx, batch_fn, n, pipe.input_shape,
-      vmap=False)
+  trainer = lambda n: common.population_trainer(pipe, config.task.lr, batch,
+                                                N, n)
   cold, warm, tune = trainer(cold_steps), trainer(warm_steps), trainer(
       finetune_steps)
   score = jax.jit(lambda tp: pipe.score(tp, sets["val"])["iou_car"])

@@ -41,11 +41,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from benchmarks import common
 from metasim_jax import grammar as grammar_lib
 from metasim_jax import pipeline as pipeline_lib
-from metasim_jax import tasknet as tasknet_lib
 from metasim_jax import transformer as transformer_lib
 from metasim_jax.export import run as run_lib
+from metasim_jax.training import es
 from metasim_jax.training import report
 from metasim_jax.training import starts
 from metasim_jax.training import steps
@@ -98,28 +99,17 @@ def main(run_dir, params_file=None, factor=0.1, repeats=3):
     print(f"{name:8s} heading axis {mean:+6.1f} +- {std:5.1f} deg, "
           f"{within:.0%} within 15 deg of the road's", flush=True)
   stacked = jax.tree.map(lambda *a: jnp.stack(a), *cands.values())
-  batch = config.task.inner_batch
 
   @jax.jit
   def datasets(key):
     scene = grammar_lib.sample(key, pipe.prior, N, pools)
+    return jax.vmap(lambda p: es.labelled_images(pipe, p, scene, pools))(
+        stacked)
 
-    def one(p):
-      drawn = pipe.transform(p, scene)
-      renders = pipe.render(drawn, pools)
-      return renders.image, pipe.task.targets(drawn, renders)
-
-    return jax.vmap(one)(stacked)
-
-  def batch_fn(k, images, labels):
-    idx = jax.random.randint(k, (batch,), 0, N)
-    return images[idx], labels[idx]
-
-  tx = steps.adam(config.task.lr)
-  trainer = lambda n: tasknet_lib.PopulationTrainer(
-      pipe.tasknet, pipe.task.loss, tx, batch_fn, n, pipe.input_shape,
-      vmap=False)
+  trainer = lambda n: common.population_trainer(
+      pipe, config.task.lr, config.task.inner_batch, N, n)
   cold, tune = trainer(300), trainer(150)
+  tx = steps.adam(config.task.lr)  # the members' (a fresh state on warm)
   score = jax.jit(lambda tp: pipe.score(tp, sets["val"])["iou_car"])
   k = len(names)
   rewards = {mode: [] for mode in ("cold", "warm")}

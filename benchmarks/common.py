@@ -70,3 +70,20 @@ def timeit(fn, *args, repeats: int = 20, warmup: int = 2) -> float:
     jax.block_until_ready(fn(*args))
     times.append(time.perf_counter() - t)
   return float(np.median(times))
+
+
+def population_trainer(pipe, lr: float, batch: int, num_scenes: int,
+                       inner_steps: int):
+  """Trains one task net after another (``vmap=False``, the fast choice for
+  a U-Net on a CPU) for ``inner_steps`` Adam steps at ``lr`` on minibatches
+  of ``batch`` drawn from each member's ``num_scenes`` images."""
+  from metasim_jax import tasknet as tasknet_lib
+  from metasim_jax.training import steps
+
+  def batch_fn(k, images, labels):
+    idx = jax.random.randint(k, (batch,), 0, num_scenes)
+    return images[idx], labels[idx]
+
+  return tasknet_lib.PopulationTrainer(
+      pipe.tasknet, pipe.task.loss, steps.adam(lr), batch_fn, inner_steps,
+      pipe.input_shape, vmap=False)
