@@ -165,12 +165,14 @@ def get_config() -> ml_collections.ConfigDict:
   # start, e.g. a half turn); ``coarse_contract`` < 1: the candidates other
   # than the generator as it is also have their searched angles' spread
   # contracted by that factor (headings concentrated, pointing round the
-  # circle: a nearly uniform heading's plateau).
+  # circle: a nearly uniform heading's plateau).  ``relative_shift``: the
+  # shifts perturbed and stepped in units of their attribute's current
+  # spread, not the prior's (es.py: a contracted heading).
   c.task.es = {"pairs": 4, "sigma": 3.0, "log_sigma": 0.3, "lr": 0.15,
                "lr_decay": False, "decay_start": 0.0, "sigma_floor": 1.0,
                "momentum": 0.9, "normalise": "rank", "vmap": True,
                "warm_steps": 0, "coarse_starts": 1, "coarse_spread": 0.0,
-               "coarse_contract": 1.0}
+               "coarse_contract": 1.0, "relative_shift": False}
 
   # kwargs: the task net's constructor arguments (by net).
   c.tasknet = {"name": "small_cnn", "kwargs": {}}

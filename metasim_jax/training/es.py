@@ -122,6 +122,18 @@ def with_searched(params, values: jax.Array, mask: np.ndarray):
           "class_shift": params["class_shift"].at[idx].set(values[m:])}
 
 
+def perturbation_scale(params, base: jax.Array, mask: np.ndarray,
+                       relative_shift: bool) -> jax.Array:
+  """[2M] scale of the searched coordinates: ``base`` (log_sigma on the
+  log-spreads, sigma on the shifts); with ``relative_shift``, each shift's
+  times its attribute's current spread factor exp(log_spread)."""
+  if not relative_shift:
+    return base
+  m = int(mask.sum())
+  spread = jnp.exp(params["log_spread"][np.nonzero(mask)])
+  return base * jnp.concatenate([jnp.ones(m), spread])
+
+
 def centred_ranks(r: jax.Array) -> jax.Array:
   """Ranks of ``r`` mapped to [-0.5, 0.5] (ties broken by position)."""
   ranks = jnp.argsort(jnp.argsort(r)).astype(jnp.float32)
@@ -193,7 +205,8 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
                  decay_steps: int = 0, sigma_floor: float = 1.0,
                  decay_start: float = 0.0, vmap: bool = True,
                  warm_steps: int = 0, coarse_starts: int = 1,
-                 coarse_spread: float = 0.0, coarse_contract: float = 1.0):
+                 coarse_spread: float = 0.0, coarse_contract: float = 1.0,
+                 relative_shift: bool = False):
   """The ``es`` estimator's meta-step: (state, pools, feat_params, target,
   val) -> (state, metrics), like ``steps.make_task_step``.
 
@@ -215,6 +228,13 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   trained from scratch for 300 steps preferred *wider* car placement than
   the target's; fine-tuned ones a narrower offset spread:
   ``benchmarks/aerial_es_pairs.py``).  It costs one more training a step.
+  ``relative_shift``: the shifts are perturbed and stepped in units of
+  their attribute's current spread (``sigma`` x exp(log-spread) prior
+  standard deviations, ``perturbation_scale``), not of the prior's: once
+  a spread has shrunk (a car's heading contracted to a tenth by the coarse
+  start), a shift of half the prior's spread (52 degrees for a uniform
+  heading) moves the whole distribution off its peak, and each step's
+  noise moves its centre by degrees.
   ``coarse_starts`` > 1: ``step.coarse_start(state, pools, val)`` picks the
   stage's start among that many candidates (module docstring; with
   ``coarse_contract`` < 1, concentrated ones); the stage calls it once,
@@ -249,9 +269,13 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
     raise ValueError(f"es needs 0 <= decay_start < 1, got {decay_start}")
   size = 2 * pairs
 
-  def sigma_at(step):
+  def scale_of(params):
+    """The coordinates' scale [2M] (``perturbation_scale``)."""
+    return perturbation_scale(params, scale, mask, relative_shift)
+
+  def sigma_at(step, params):
     """The perturbations' scale [2M] at meta-step ``step``."""
-    return scale * (sigma_floor + (1.0 - sigma_floor) *
+    return scale_of(params) * (sigma_floor + (1.0 - sigma_floor) *
                     decay_factor(step, decay_steps, decay_start))
 
   def keys(state: MetaSimState):
@@ -264,7 +288,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
     k_scene, k_eps, k_task, _ = keys(state)
     params = jax.tree.map(lambda x: x[0], state.params)
     eps = jax.random.normal(k_eps, (pairs, 2 * m))
-    deltas = jnp.concatenate([eps, -eps]) * sigma_at(state.step)
+    deltas = jnp.concatenate([eps, -eps]) * sigma_at(state.step, params)
     if warm_steps:
       deltas = jnp.concatenate([deltas, jnp.zeros((1, 2 * m))])
     scene = grammar_lib.sample(k_scene, pipe.prior, num_scenes, pools)
@@ -294,7 +318,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
     scores = population_scores(pipe, task_params, val, vmap)
     r = steps.reward_of(scores, reward, pipe.headline)
     g = antithetic_gradient(r[:pairs], r[pairs:], eps,
-                            sigma_at(state.step), normalise)
+                            sigma_at(state.step, params), normalise)
     if "class_shift" not in params:
       raise ValueError("the es estimator searches the transformer's affine "
                        "parameters: set config.transformer.affine=True")
@@ -308,9 +332,10 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
                                                      feat_params, target)
       grads = jax.tree.map(lambda c: mmd_weight * c, g_mmd)
     descent = searched(grads, mask) - task_weight * g  # ascent on R
-    grads = with_searched(grads, scale * descent, mask)
+    grads = with_searched(grads, scale_of(params) * descent, mask)
     updates, opt_state = tx.update(grads, opt_state, params)
-    step_size = scale * decay_factor(state.step, decay_steps, decay_start)
+    step_size = scale_of(params) * decay_factor(state.step, decay_steps,
+                                                decay_start)
     updates = with_searched(updates, step_size * searched(updates, mask), mask)
     params = optax.apply_updates(params, updates)
     state = state.replace(

@@ -214,3 +214,34 @@ def test_contracted_concentrates_the_searched_angles_only(problem):
   np.testing.assert_allclose(after[:, yaw].std(), 0.1 * before[:, yaw].std(),
                              rtol=0.2)
   np.testing.assert_allclose(after[:, x], before[:, x], atol=1e-5)
+
+
+def test_relative_shift_scales_the_shifts_by_the_current_spread(problem):
+  """relative_shift: a shift's perturbation and step are in units of its
+  attribute's current spread (log-spreads keep theirs)."""
+  pipe, pools, sets, params, _, state = problem
+  mask = es.search_mask(pipe.prior)
+  m = int(mask.sum())
+  base = jnp.concatenate([jnp.full(m, 0.3), jnp.full(m, 3.0)])
+  narrow = es.contracted(params, mask, pipe.prior, 0.1)
+  np.testing.assert_array_equal(
+      es.perturbation_scale(narrow, base, mask, False), base)
+  got = es.perturbation_scale(narrow, base, mask, True)
+  yaw = list(zip(*np.nonzero(mask))).index(
+      (list(pipe.prior.classes).index("digit"), pipe.prior.col("yaw")))
+  want = np.array(base)
+  want[m:] *= np.exp(np.asarray(narrow["log_spread"])[np.nonzero(mask)])
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert abs(float(got[m + yaw]) - 0.3) < 1e-5  # 3.0 x 0.1
+  # A step with it moves the searched parameters, by less than without.
+  moved = {}
+  for relative in (False, True):
+    step = _es_step(pipe, relative_shift=relative)
+    s0 = state()
+    s0 = s0.replace(params=jax.tree.map(lambda x: x[None], narrow))
+    new, _ = step(s0, pools, None, None, sets["val"])
+    moved[relative] = np.abs(np.asarray(es.searched(
+        jax.tree.map(lambda x: x[0], new.params), mask))
+        - np.asarray(es.searched(narrow, mask)))[m + yaw]
+  assert 0 < moved[True] < moved[False]
+
