@@ -276,7 +276,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   def sigma_at(step, params):
     """The perturbations' scale [2M] at meta-step ``step``."""
     return scale_of(params) * (sigma_floor + (1.0 - sigma_floor) *
-                    decay_factor(step, decay_steps, decay_start))
+                               decay_factor(step, decay_steps, decay_start))
 
   def keys(state: MetaSimState):
     return step_keys(state.key, state.step, fixed_task_init)
@@ -315,6 +315,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
     _, _, _, k_mmd = keys(state)
     params = jax.tree.map(lambda x: x[0], state.params)
     opt_state = jax.tree.map(lambda x: x[0], state.opt_state)
+    coord = scale_of(params)
     scores = population_scores(pipe, task_params, val, vmap)
     r = steps.reward_of(scores, reward, pipe.headline)
     g = antithetic_gradient(r[:pairs], r[pairs:], eps,
@@ -332,10 +333,9 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
                                                      feat_params, target)
       grads = jax.tree.map(lambda c: mmd_weight * c, g_mmd)
     descent = searched(grads, mask) - task_weight * g  # ascent on R
-    grads = with_searched(grads, scale_of(params) * descent, mask)
+    grads = with_searched(grads, coord * descent, mask)
     updates, opt_state = tx.update(grads, opt_state, params)
-    step_size = scale_of(params) * decay_factor(state.step, decay_steps,
-                                                decay_start)
+    step_size = coord * decay_factor(state.step, decay_steps, decay_start)
     updates = with_searched(updates, step_size * searched(updates, mask), mask)
     params = optax.apply_updates(params, updates)
     state = state.replace(

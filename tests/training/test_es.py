@@ -244,4 +244,3 @@ def test_relative_shift_scales_the_shifts_by_the_current_spread(problem):
         jax.tree.map(lambda x: x[0], new.params), mask))
         - np.asarray(es.searched(narrow, mask)))[m + yaw]
   assert 0 < moved[True] < moved[False]
-
