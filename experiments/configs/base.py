@@ -168,11 +168,16 @@ def get_config() -> ml_collections.ConfigDict:
   # circle: a nearly uniform heading's plateau).  ``relative_shift``: the
   # shifts perturbed and stepped in units of their attribute's current
   # spread, not the prior's (es.py: a contracted heading).
+  # ``coarse_fit``: "best" (the best-scored candidate) or "harmonic" (the
+  # peak of a curve fitted to all candidates' rewards over their heading;
+  # one searched angle).  ``attributes``: comma-separated "class.attr"
+  # names the search moves ("": every mutable continuous or angle one).
   c.task.es = {"pairs": 4, "sigma": 3.0, "log_sigma": 0.3, "lr": 0.15,
                "lr_decay": False, "decay_start": 0.0, "sigma_floor": 1.0,
                "momentum": 0.9, "normalise": "rank", "vmap": True,
                "warm_steps": 0, "coarse_starts": 1, "coarse_spread": 0.0,
-               "coarse_contract": 1.0, "relative_shift": False}
+               "coarse_contract": 1.0, "coarse_fit": "best",
+               "relative_shift": False, "attributes": ""}
 
   # kwargs: the task net's constructor arguments (by net).
   c.tasknet = {"name": "small_cnn", "kwargs": {}}

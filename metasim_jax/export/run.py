@@ -112,6 +112,8 @@ def upgrade_config(saved: dict) -> dict:
   task["es"].setdefault("coarse_spread", 0.0)
   task["es"].setdefault("coarse_contract", 1.0)
   task["es"].setdefault("relative_shift", False)
+  task["es"].setdefault("coarse_fit", "best")
+  task["es"].setdefault("attributes", "")
   c.setdefault("parallel", {"devices": 0, "starts": 1, "coordinator": "",
                             "num_processes": 1, "process_id": 0})
   mmd = c.setdefault("mmd", {})

@@ -58,11 +58,21 @@ roads that run along the image's columns) uniform headings cost 16 car
 IoU points; on the shipped world, where the image turns with the road,
 one training picked the aligned one of four contracted candidates in 1 of
 3 repeats (``benchmarks/aerial_heading_candidates.py``, README).
+``coarse_fit="harmonic"``: one training per candidate is a noisy score,
+and the best-scored of candidates 40 degrees apart can sit at the edge of
+a broad peak (the Aerial2D grid world's first coarse start: headings 16
+degrees below to 29 above the road's axis scored 0.37-0.38, the chosen one
+29 degrees off).  Fitting a + sum_h (b_h cos h t + c_h sin h t), h = 1, 2,
+to every candidate's reward over its turn t (least squares,
+``harmonic_peak``) and starting at the fit's peak uses all K scores: on
+those rewards the peak is 1 degree from the road's axis.  It assumes one
+searched angle and a peak broader than the candidates' spacing.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -86,16 +96,53 @@ NORMALISE = ("rank", "std", "none")
 COARSE_STEP = 2**32 - 1
 
 
-def search_mask(grammar: Grammar) -> np.ndarray:
+def search_mask(grammar: Grammar,
+                attributes: Sequence[str] = ()) -> np.ndarray:
   """[classes, A] bool: the (class, attribute) pairs the search moves,
   those continuous or angle attributes mutable on some slot of the
-  class."""
+  class; with ``attributes`` ("class.attribute" names), only those."""
   ids = np.asarray(encoding.class_ids(grammar))
   kinds = np.array([k in ("continuous", "angle") for k in grammar.attr_kinds])
   mask = np.zeros((len(grammar.classes), grammar.num_attrs), bool)
   for slot, cls in enumerate(ids):
     mask[cls] |= np.asarray(grammar.mutable[slot]) & kinds
-  return mask
+  if not attributes:
+    return mask
+  names = list(grammar.classes)
+  searchable = [f"{names[c]}.{grammar.attr_names[j]}"
+                for c, j in zip(*np.nonzero(mask))]
+  chosen = np.zeros_like(mask)
+  for name in attributes:
+    if name not in searchable:
+      raise ValueError(f"es cannot search {name!r}: the searchable "
+                       f"attributes (mutable, continuous or angle) are "
+                       f"{searchable}")
+    cls, attr = name.split(".", 1)
+    chosen[names.index(cls), grammar.col(attr)] = True
+  return chosen
+
+
+def harmonic_peak(angles: np.ndarray, rewards: np.ndarray,
+                  harmonics: int = 2) -> tuple[float, float]:
+  """(angle, value) of the maximum of the least-squares fit
+  a + sum_h b_h cos(h t) + c_h sin(h t), h = 1..``harmonics``, to
+  ``rewards`` at ``angles`` (radians; at least 2 harmonics + 1 of them).
+  The second harmonic gives a heading whose front and back look alike
+  (a car's on its road) its two peaks half a turn apart."""
+  angles, rewards = np.asarray(angles, np.float64), np.asarray(rewards)
+  if len(angles) < 2 * harmonics + 1:
+    raise ValueError(f"a fit of {harmonics} harmonics needs at least "
+                     f"{2 * harmonics + 1} candidates, got {len(angles)}")
+
+  def design(t):
+    return np.stack([np.ones_like(t)]
+                    + [f(h * t) for h in range(1, harmonics + 1)
+                       for f in (np.cos, np.sin)], -1)
+
+  coef = np.linalg.lstsq(design(angles), rewards, rcond=None)[0]
+  grid = np.linspace(-np.pi, np.pi, 1440, endpoint=False)
+  fit = design(grid) @ coef
+  return float(grid[np.argmax(fit)]), float(fit.max())
 
 
 def perturbed(params, delta: jax.Array, mask: np.ndarray):
@@ -206,7 +253,8 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
                  decay_start: float = 0.0, vmap: bool = True,
                  warm_steps: int = 0, coarse_starts: int = 1,
                  coarse_spread: float = 0.0, coarse_contract: float = 1.0,
-                 relative_shift: bool = False):
+                 coarse_fit: str = "best", relative_shift: bool = False,
+                 attributes: Sequence[str] = ()):
   """The ``es`` estimator's meta-step: (state, pools, feat_params, target,
   val) -> (state, metrics), like ``steps.make_task_step``.
 
@@ -238,7 +286,13 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   ``coarse_starts`` > 1: ``step.coarse_start(state, pools, val)`` picks the
   stage's start among that many candidates (module docstring; with
   ``coarse_contract`` < 1, concentrated ones); the stage calls it once,
-  before its first step.
+  before its first step.  ``coarse_fit="harmonic"``: the start is not the
+  best-scored candidate but the peak of a smooth curve fitted to all the
+  candidates' rewards over their heading (module docstring).
+  ``attributes`` ("class.attribute" names; empty: all): the search (and
+  the coarse start's turns and contraction) moves only these, e.g. those
+  a task needs and MMD cannot see; the others stay where the stage found
+  them instead of wandering with the noise of a reward blind to them.
   Three jitted programs: generate the 2P
   datasets, train their task networks (a host loop of the vmapped update;
   ``vmap=False``: of the single-net update, member after member, and
@@ -247,7 +301,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   gradient, as in Algorithm 1's optional term).
   """
   steps.check_reward(reward)
-  mask = search_mask(pipe.prior)
+  mask = search_mask(pipe.prior, attributes)
   m = int(mask.sum())
   if m == 0:
     raise ValueError("the es estimator needs a mutable continuous or angle "
@@ -363,7 +417,8 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   step.generate, step.trainer, step.warm = generate, trainer, warm
   step.coarse_start = (
       _coarse_start(pipe, trainer, coarse_starts, coarse_spread,
-                    coarse_contract, num_scenes, reward, fixed_task_init, vmap)
+                    coarse_contract, coarse_fit, mask, num_scenes, reward,
+                    fixed_task_init, vmap)
       if coarse_starts > 1 else None)
   return step
 
@@ -376,17 +431,42 @@ def contracted(params, mask: np.ndarray, grammar: Grammar, factor):
           + jnp.where(angle, jnp.log(factor), 0.0)}
 
 
+COARSE_FITS = ("best", "harmonic")
+# The harmonic fit's order: the first harmonic finds a heading, the second
+# lets front and back look alike (two peaks half a turn apart).
+HARMONICS = 2
+
+
 def _coarse_start(pipe: Pipeline, trainer, num: int, spread: float,
-                  contract: float, num_scenes: int, reward: str,
-                  fixed_task_init: bool, vmap: bool):
-  """(state, pools, val) -> (state, rewards [K], offsets [K, C], best):
-  the stage's first state moved to the best of K candidate starts (module
-  docstring), each scored by one task net trained as a step's members
-  are."""
-  cols = starts_lib.offset_columns(pipe.prior)
-  mask = search_mask(pipe.prior)
+                  contract: float, fit: str, mask: np.ndarray,
+                  num_scenes: int, reward: str, fixed_task_init: bool,
+                  vmap: bool):
+  """(state, pools, val) -> (state, rewards [K], offsets [K, C], best,
+  chosen [C]): the stage's first state moved to the chosen one of K
+  candidate starts (module docstring), each scored by one task net trained
+  as a step's members are; ``best`` the best-scored candidate, ``chosen``
+  the offsets applied (``best``'s, or with ``fit="harmonic"`` the searched
+  angle at the peak of the rewards' fit)."""
+  cols = [j for j in starts_lib.offset_columns(pipe.prior) if mask[:, j].any()]
+  angles = [i for i, j in enumerate(cols)
+            if pipe.prior.attr_kinds[j] == "angle"]
   # Candidate 0 is the generator as it is; the others contracted (or not).
   factors = np.where(np.arange(num) == 0, 1.0, contract).astype(np.float32)
+  # The fit runs over the candidates alike in spread (all but candidate 0
+  # when they are contracted).
+  fitted = np.arange(num) >= (1 if contract < 1.0 else 0)
+  if fit not in COARSE_FITS:
+    raise ValueError(f"unknown coarse_fit {fit!r}; expected one of "
+                     f"{COARSE_FITS}")
+  if fit == "harmonic":
+    if len(angles) != 1:
+      raise ValueError(f"coarse_fit='harmonic' fits one searched angle, "
+                       f"the candidates turn {len(angles)}: choose one "
+                       f"with task.es.attributes")
+    if fitted.sum() < 2 * HARMONICS + 1:
+      raise ValueError(f"coarse_fit='harmonic' needs at least "
+                       f"{2 * HARMONICS + 1} candidates alike in spread, got "
+                       f"{int(fitted.sum())}: raise coarse_starts")
 
   def candidate(params, offsets, factor):
     return transformer_lib.with_offsets(
@@ -408,14 +488,26 @@ def _coarse_start(pipe: Pipeline, trainer, num: int, spread: float,
   def choose(state: MetaSimState, pools, val: LabeledSet):
     k_scene, k_offsets, k_task, _ = step_keys(state.key, COARSE_STEP,
                                                fixed_task_init)
-    _, offsets = starts_lib.start_offsets(k_offsets, pipe.prior, num, spread)
+    _, all_offsets = starts_lib.start_offsets(k_offsets, pipe.prior, num,
+                                              spread)
+    every = starts_lib.offset_columns(pipe.prior)
+    offsets = all_offsets[:, [every.index(j) for j in cols]]
     params = jax.tree.map(lambda x: x[0], state.params)
     images, labels = generate(params, jnp.asarray(offsets), k_scene, pools)
     task_params, _ = trainer.run(k_task, num, images, labels)
     r = np.asarray(rewards(task_params, val))
     best = int(np.argmax(r))
-    chosen = candidate(params, jnp.asarray(offsets[best]), factors[best])
-    return (state.replace(params=jax.tree.map(lambda x: x[None], chosen)),
-            r, offsets, best)
+    chosen, factor = offsets[best].copy(), factors[best]
+    if fit == "harmonic":
+      a = angles[0]
+      peak, value = harmonic_peak(np.pi * offsets[fitted, a], r[fitted],
+                                  HARMONICS)
+      if value >= r[~fitted].max(initial=-np.inf):
+        ranked = np.flatnonzero(fitted)[np.argmax(r[fitted])]
+        chosen, factor = offsets[ranked].copy(), factors[ranked]
+        chosen[a] = peak / np.pi
+    new = candidate(params, jnp.asarray(chosen), factor)
+    return (state.replace(params=jax.tree.map(lambda x: x[None], new)),
+            r, offsets, best, chosen)
 
   return choose

@@ -170,16 +170,18 @@ def meta_objective(setup: Setup, run: SeedRun, phase: Phase, params, state,
     state = run.task_state(params, phase)
     coarse = getattr(phase.step, "coarse_start", None)
     if coarse is not None:  # es: the best of K candidate starts, once
-      state, rewards, offsets, best = coarse(state, setup.pools, setup.val)
+      state, rewards, offsets, best, chosen = coarse(state, setup.pools,
+                                                     setup.val)
       run.record.setdefault("coarse_start", {})[name] = {
           "rewards": rewards.tolist(), "offsets": offsets.tolist(),
-          "chosen": best}
+          "chosen": best, "chosen_offsets": chosen.tolist()}
       run.tb.scalars(run.global_step(name, 0), {
           f"reward_{k}": float(r) for k, r in enumerate(rewards)},
           f"{name}/coarse_start/")
-      logging.info("[%s] coarse start: rewards %s -> candidate %d "
-                   "(offsets %s)", name, [round(float(r), 4) for r in rewards],
-                   best, [round(float(o), 3) for o in offsets[best]])
+      logging.info("[%s] coarse start: rewards %s, best candidate %d "
+                   "-> offsets %s", name,
+                   [round(float(r), 4) for r in rewards], best,
+                   [round(float(o), 3) for o in chosen])
     run.save(name, 0, state)
   total = phase.steps
   x0, prefix = _curve_axis(setup, phase)

@@ -270,8 +270,11 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
             decay_start=e.decay_start, vmap=e.vmap,
             warm_steps=e.warm_steps, coarse_starts=e.coarse_starts,
             coarse_spread=e.coarse_spread,
-            coarse_contract=e.coarse_contract,
-            relative_shift=e.relative_shift, **task_args)
+            coarse_contract=e.coarse_contract, coarse_fit=e.coarse_fit,
+            relative_shift=e.relative_shift,
+            attributes=[a.strip() for a in e.attributes.split(",")
+                        if a.strip()],
+            **task_args)
       elif config.task.estimator == "unrolled":
         step = unrolled.make_unrolled_step(
             ph, gen_tx, task_tx, affine_only=config.task.unrolled_affine_only,

@@ -85,11 +85,51 @@ def problem():
 
 def test_search_space_is_the_mutable_continuous_attributes(problem):
   pipe = problem[0]
-  mask = es.search_mask(pipe.prior)
   names = list(pipe.prior.classes)
-  searched = {(names[i], pipe.prior.attr_names[j])
-              for i, j in zip(*np.nonzero(mask))}
-  assert searched == {("digit", "x"), ("digit", "y"), ("digit", "yaw")}
+
+  def searched(mask):
+    return {(names[i], pipe.prior.attr_names[j])
+            for i, j in zip(*np.nonzero(mask))}
+
+  assert searched(es.search_mask(pipe.prior)) == {
+      ("digit", "x"), ("digit", "y"), ("digit", "yaw")}
+  # ``attributes`` narrows it to the named ones; a name it cannot search
+  # is an error that lists those it can.
+  assert searched(es.search_mask(pipe.prior, ["digit.yaw", "digit.x"])) == {
+      ("digit", "x"), ("digit", "yaw")}
+  for bad in ("digit.colour", "car.x", "digit.label"):
+    with pytest.raises(ValueError, match="digit.yaw"):
+      es.search_mask(pipe.prior, [bad])
+
+
+def test_a_narrowed_search_moves_only_its_attributes(problem):
+  pipe, pools, sets, params, _, state = problem
+  step = _es_step(pipe, attributes=["digit.yaw"])
+  eps, _, _, _ = step.generate(state(), pools)
+  assert eps.shape == (2, 2)  # a log-spread and a shift
+  new, _ = step(state(), pools, None, None, sets["val"])
+  after = jax.tree.map(lambda x: x[0], new.params)
+  mask = es.search_mask(pipe.prior, ["digit.yaw"])
+  for name in ("class_shift", "log_spread"):
+    moved = np.asarray(after[name] != params[name])
+    assert moved.any() and not (moved & ~mask).any(), name
+
+
+def test_harmonic_peak_finds_a_noisy_curves_maximum():
+  """The least-squares fit of two harmonics over 8 stratified turns puts
+  its peak where the curve's is, within the noise's reach; a heading
+  whose front and back look alike (second harmonic) peaks twice."""
+  rng = np.random.default_rng(0)
+  t = 2 * np.pi * (np.arange(8) + rng.uniform(-0.5, 0.5, 8)) / 8 - np.pi
+  for truth, curve in ((0.4, lambda t: np.cos(t - 0.4)),
+                       (-2.0, lambda t: np.cos(2 * (t + 2.0)))):
+    r = 0.3 + 0.1 * curve(t) + 0.01 * rng.standard_normal(8)
+    peak, value = es.harmonic_peak(t, r)
+    off = np.angle(np.exp(1j * (peak - truth)))
+    assert min(abs(off), abs(abs(off) - np.pi)) < np.deg2rad(8), peak
+    np.testing.assert_allclose(value, 0.4, atol=0.02)
+  with pytest.raises(ValueError, match="at least 5"):
+    es.harmonic_peak(t[:4], r[:4])
 
 
 def test_pairs_share_their_scenes_and_initialisation(problem):
@@ -160,10 +200,11 @@ def test_coarse_start_moves_to_the_best_scored_candidate(problem):
   each on the same scenes; the stage starts from the best one's params."""
   pipe, pools, sets, params, _, state = problem
   step = _es_step(pipe, pairs=1, coarse_starts=4)
-  new, rewards, offsets, best = step.coarse_start(state(), pools,
-                                                  sets["val"])
+  new, rewards, offsets, best, chosen = step.coarse_start(state(), pools,
+                                                          sets["val"])
   assert rewards.shape == (4,) and np.isfinite(rewards).all()
   assert best == int(np.argmax(rewards))
+  np.testing.assert_array_equal(chosen, offsets[best])
   yaw = starts.offset_columns(pipe.prior).index(pipe.prior.col("yaw"))
   np.testing.assert_array_equal(offsets[0], 0.0)
   for k in range(1, 4):  # a quarter turn apart, +-45 degrees (angle / 180)
@@ -181,8 +222,8 @@ def test_coarse_start_moves_to_the_best_scored_candidate(problem):
   # Contracted candidates: the same turns, the headings concentrated
   # (all but candidate 0, the generator as it is).
   step = _es_step(pipe, pairs=1, coarse_starts=4, coarse_contract=0.1)
-  new, tight, tight_offsets, best = step.coarse_start(state(), pools,
-                                                      sets["val"])
+  new, tight, tight_offsets, best, _ = step.coarse_start(state(), pools,
+                                                         sets["val"])
   np.testing.assert_array_equal(tight_offsets, offsets)
   np.testing.assert_allclose(tight[0], rewards[0], rtol=1e-5)
   assert not np.allclose(tight[1:], rewards[1:])
@@ -194,6 +235,40 @@ def test_coarse_start_moves_to_the_best_scored_candidate(problem):
                jax.tree.map(lambda x: x[0], new.params), expected)
   with pytest.raises(ValueError, match="coarse_contract"):
     _es_step(pipe, coarse_contract=0.0)
+
+
+def test_harmonic_coarse_start_goes_to_the_fits_peak(problem):
+  """coarse_fit="harmonic": the start turns the searched angle to the
+  peak of the curve fitted to the contracted candidates' rewards (the
+  generator as it is left out of the fit); other columns are the
+  best-scored contracted candidate's."""
+  pipe, pools, sets, params, _, state = problem
+  step = _es_step(pipe, pairs=1, coarse_starts=7, coarse_contract=0.5,
+                  coarse_fit="harmonic", attributes=["digit.yaw"])
+  new, rewards, offsets, best, chosen = step.coarse_start(state(), pools,
+                                                          sets["val"])
+  assert offsets.shape == (7, 1)  # only the searched angle turns
+  peak, value = es.harmonic_peak(np.pi * offsets[1:, 0], rewards[1:])
+  if value >= rewards[0]:
+    np.testing.assert_allclose(chosen[0], peak / np.pi, atol=1e-6)
+    factor = 0.5
+  else:  # the generator as it is beat the fit
+    np.testing.assert_array_equal(chosen, 0.0)
+    factor = 1.0
+  mask = es.search_mask(pipe.prior, ["digit.yaw"])
+  expected = transformer_lib.with_offsets(
+      es.contracted(params, mask, pipe.prior, factor), pipe.prior,
+      chosen, [pipe.prior.col("yaw")])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+               jax.tree.map(lambda x: x[0], new.params), expected)
+  with pytest.raises(ValueError, match="at least 5"):
+    _es_step(pipe, coarse_starts=5, coarse_contract=0.5,
+             coarse_fit="harmonic", attributes=["digit.yaw"])
+  with pytest.raises(ValueError, match="one searched angle"):
+    _es_step(pipe, coarse_starts=7, coarse_fit="harmonic",
+             attributes=["digit.x"])
+  with pytest.raises(ValueError, match="coarse_fit"):
+    _es_step(pipe, coarse_starts=7, coarse_fit="median")
 
 
 def test_contracted_concentrates_the_searched_angles_only(problem):
