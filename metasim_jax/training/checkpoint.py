@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from metasim_jax import config_upgrade
 from metasim_jax import parallel
 
 DIRNAME = "checkpoints"
@@ -224,8 +225,11 @@ def _flatten(d, prefix=""):
 
 
 def config_changes(saved: Mapping, current: Mapping) -> list[str]:
-  """Dotted names of the config fields that differ (and matter)."""
-  a, b = _flatten(saved), _flatten(current)
+  """Dotted names of the config fields that differ (and matter); both are
+  first upgraded to today's keys (``config_upgrade``: a key added since
+  the checkpoint, at its default, is no change)."""
+  a, b = (_flatten(json.loads(json.dumps(config_upgrade.upgrade(c))))
+          for c in (saved, current))
   return sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") !=
                 b.get(k, "<unset>") and k.split(".")[0]
                 not in RESUMABLE_CHANGES)

@@ -226,6 +226,23 @@ def test_resume_needs_checkpoints(tmp_path):
     launch.check(smoke_config(), str(tmp_path), resume=True, overwrite=False)
 
 
+def test_keys_added_since_a_checkpoint_are_no_change():
+  """A checkpoint written before a config key existed resumes when the
+  key is at its default (both configs are upgraded to today's keys), and
+  not when it is set otherwise."""
+  current = checkpoint.config_record(
+      mnist_config.get_config("rot,smoke,task_only,es"))
+  saved = json.loads(json.dumps(current))
+  for key in ("coarse_fit", "attributes", "relative_shift"):
+    del saved["task"]["es"][key]
+  saved["task_features"].pop("radii")
+  assert checkpoint.config_changes(saved, current) == []
+  current["task"]["es"]["coarse_fit"] = "harmonic"
+  current["mmd"]["lr"] = 0.5
+  assert checkpoint.config_changes(saved, current) == [
+      "mmd.lr", "task.es.coarse_fit"]
+
+
 def _files(workdir):
   return {p: p.read_bytes() for p in sorted(workdir.rglob("*"))
           if p.is_file()}
