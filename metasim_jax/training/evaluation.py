@@ -93,6 +93,9 @@ def evaluate(setup: Setup, run: SeedRun, params, state, start: int):
       # es's coarse multi-start, by stage: candidates' rewards, offsets,
       # the chosen one.
       "task_coarse_start": run.record.get("coarse_start", {}),
+      # The generated attributes' mean and std after every task step, by
+      # stage (what TensorBoard's <stage>/attributes/ shows).
+      "task_attribute_trace": run.record.get("attribute_trace", {}),
       "seconds": {"mmd_stage": by_objective["mmd"],
                   "task_stage": by_objective["task"],
                   "per_stage": {p.spec.label: sec.get(p.name, 0.0)

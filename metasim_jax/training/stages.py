@@ -202,6 +202,9 @@ def meta_objective(setup: Setup, run: SeedRun, phase: Phase, params, state,
     run.tb.scalars(run.global_step(name, done), {
         f"{a}/{k}": v[k] for a, v in stats.items() for k in ("mean", "std")},
         f"{name}/attributes/")
+    run.record.setdefault("attribute_trace", {}).setdefault(name, []).append(
+        {"step": done, **{a: {k: float(v[k]) for k in ("mean", "std")}
+                          for a, v in stats.items()}})
     if prog.due(done):
       prog.log(done, {k: m[k] for k in ("reward", "baseline", "best",
                                         "val_score", "mmd2") if k in m})

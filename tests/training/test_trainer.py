@@ -1,5 +1,7 @@
 """Pieces of the experiment loop: starts, target sets, config checks."""
 
+import json
+
 import jax
 import numpy as np
 import optax
@@ -147,3 +149,10 @@ def test_task_stage_checkpoints_every_step(tmp_path, monkeypatch):
   trainer.run(config, str(tmp_path))
   task = [step for stage, step in saved if stage.endswith("task")]
   assert task == [0, 1, 2], saved  # step 3 is the evaluation's checkpoint
+  # The results keep the generated attributes after every task step.
+  results = json.loads((tmp_path / "results.json").read_text())
+  (trace,) = results["per_seed"][0]["task_attribute_trace"].values()
+  assert [t["step"] for t in trace] == [1, 2, 3]
+  assert set(trace[0]) == {"step", "digit.x", "digit.y", "digit.yaw",
+                           "digit.yaw_axis"}
+  assert all(np.isfinite(t["digit.yaw"]["std"]) for t in trace)
