@@ -73,4 +73,5 @@ def upgrade(saved: Mapping) -> dict:
                                       "grid": (1, 1), "weight": 1.0})
   tf.setdefault("pooling", "cells")
   tf.setdefault("radii", (2.0, 4.0, 8.0))
+  tf.setdefault("bins", 4)
   return c

@@ -18,7 +18,11 @@ feature network may learn from it what matters to the task:
      ("cells": where each class is) or into relation statistics at
      ``radii`` px ("relations", ``features/relations.py``: which class lies
      next to which, and whether their edges run parallel: cars on the road
-     and aligned with it, wherever the road is);
+     and aligned with it, wherever the road is), or, for detection, into
+     the joint distribution of the objects' size, shape and row over
+     ``bins`` per value at the target's quantiles ("objects",
+     ``features/objects.py``: far cars turned sideways apart from near
+     aligned ones, which cell means mix);
   3. that block joins the configured features (``config.features``), each
      block scaled by its median distance over X_R (``features/blocks.py``),
      the learned one weighted by ``weight``.
@@ -42,6 +46,7 @@ import optax
 from metasim_jax import keys
 from metasim_jax import tasknet as tasknet_lib
 from metasim_jax.features import blocks
+from metasim_jax.features import objects
 from metasim_jax.features import relations
 from metasim_jax.pipeline import Pipeline
 from metasim_jax.types import LabeledSet
@@ -88,23 +93,30 @@ def train_on_set(pipe: Pipeline, data: LabeledSet, key: jax.Array, *,
   return params, float(loss)
 
 
-POOLINGS = ("cells", "relations")
+POOLINGS = ("cells", "relations", "objects")
 
 
 def learned_block(pipe: Pipeline, grid, pooling: str = "cells",
-                  radii=(2.0, 4.0, 8.0)) -> blocks.FeatureFn:
+                  radii=(2.0, 4.0, 8.0),
+                  bin_centres=None) -> blocks.FeatureFn:
   """fn(task-net params, images) -> the task net's feature maps pooled over
   the cells of ``grid`` (rows, cols), or their relation statistics at
-  ``radii`` (``pooling="relations"``)."""
+  ``radii`` (``pooling="relations"``), or their objects' statistics over
+  ``bin_centres`` (``pooling="objects"``, ``objects.centres``)."""
   model, task, grid, radii = pipe.tasknet, pipe.task, tuple(grid), tuple(radii)
   if pooling not in POOLINGS:
     raise ValueError(f"task_features.pooling must be one of {POOLINGS}, got "
                      f"{pooling!r}")
+  if pooling == "objects" and bin_centres is None:
+    raise ValueError("task_features.pooling 'objects' needs bin centres "
+                     "(objects.centres of the target's maps)")
 
   def learned(p, images: jax.Array) -> jax.Array:
     maps = task.feature_maps(model.apply({"params": p}, images, train=False))
     if pooling == "cells":
       return blocks.pool_maps(maps, grid)
+    if pooling == "objects":
+      return objects.object_stats(maps, bin_centres)
     if maps.ndim != 4:
       raise ValueError("task_features.pooling 'relations' needs maps over "
                        f"the image (segmentation, detection); the "
@@ -112,6 +124,16 @@ def learned_block(pipe: Pipeline, grid, pooling: str = "cells",
     return relations.relation_stats(maps, radii)
 
   return learned
+
+
+def target_maps(pipe: Pipeline, params, images, chunk: int = 32):
+  """The task net's feature maps of ``images``, computed ``chunk`` at a
+  time."""
+  model, task = pipe.tasknet, pipe.task
+  fn = jax.jit(lambda x: task.feature_maps(
+      model.apply({"params": params}, x, train=False)))
+  return jnp.concatenate([fn(jnp.asarray(images[i:i + chunk]))
+                          for i in range(0, len(images), chunk)])
 
 
 def build(config, pipe: Pipeline, feat_params, sets: dict[str, LabeledSet],
@@ -133,7 +155,12 @@ def build(config, pipe: Pipeline, feat_params, sets: dict[str, LabeledSet],
   logging.info("task features: %s trained on V (%d images, %d steps, "
                "+%d prior scenes a batch), loss %.4f", config.tasknet.name,
                len(sets["val"].labels), cfg.steps, cfg.synthetic, loss)
-  block = learned_block(pipe, cfg.grid, cfg.pooling, cfg.radii)
+  centres = None
+  if cfg.pooling == "objects":
+    centres = objects.centres(
+        target_maps(pipe, params, sets["real"].images), cfg.bins)
+    logging.info("task features: object bins at %s", centres.round(3))
+  block = learned_block(pipe, cfg.grid, cfg.pooling, cfg.radii, centres)
   fp, fn = blocks.balanced([pipe.feature_fn, block],
                            [feat_params, params],
                            jnp.asarray(sets["real"].images),

@@ -11,6 +11,7 @@ from metasim_jax import keys
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import task_features
 from metasim_jax.features import blocks
+from metasim_jax.features import objects
 from metasim_jax.types import LabeledSet
 
 
@@ -103,3 +104,30 @@ def test_relations_pooling_on_aerial_maps(problem):
                      "image"):
     task_features.learned_block(mpipe, (1, 1), "relations")(
         mparams, sets["val"].images[:2])
+
+
+def test_objects_pooling_on_detection_maps():
+  """The driving detector's maps pooled into object statistics: a count
+  and a joint histogram over (log height, log aspect, row) with bins at the
+  given centres; differentiable in the image; refused without centres."""
+  from experiments.configs import driving as driving_config
+  config = driving_config.get_config("smoke")
+  config.renderer = "raster2d"  # no servers: the detector alone
+  config.renderer_options = {}
+  pipe, _ = pipeline_lib.build(config)
+  images = jax.random.uniform(jax.random.key(1), (2,) + pipe.input_shape)
+  params = pipe.tasknet.init(jax.random.key(0), images[:1],
+                             train=False)["params"]
+  maps = task_features.target_maps(pipe, params, images, chunk=1)
+  assert maps.shape[-1] == 3  # p, p log h, p log aspect
+  centres = objects.centres(maps, 3)
+  assert centres.shape == (3, 3)
+  block = task_features.learned_block(pipe, (1, 1), "objects",
+                                      bin_centres=centres)
+  feats = block(params, images)
+  assert feats.shape == (2, 1 + 3 ** 3)
+  assert np.isfinite(np.asarray(feats)).all()
+  g = jax.grad(lambda x: block(params, x).sum())(images)
+  assert np.isfinite(np.asarray(g)).all() and float(jnp.abs(g).max()) > 0
+  with pytest.raises(ValueError, match="needs bin centres"):
+    task_features.learned_block(pipe, (1, 1), "objects")

@@ -77,11 +77,12 @@ def get_config() -> ml_collections.ConfigDict:
   # trained on V for `steps` steps (0: off; batches of `batch` images of V
   # and `synthetic` prior scenes), its output maps pooled over `grid`
   # cells (pooling "cells") or into relation statistics at `radii` px
-  # (pooling "relations"), a block of weight `weight` beside
-  # config.features.
+  # (pooling "relations"), or, for detection, into the joint histogram of
+  # the objects' size, shape and row over `bins` per value (pooling
+  # "objects"), a block of weight `weight` beside config.features.
   c.task_features = {"steps": 0, "batch": 16, "synthetic": 0, "lr": 2e-3,
                      "grid": (1, 1), "weight": 1.0, "pooling": "cells",
-                     "radii": (2.0, 4.0, 8.0)}
+                     "radii": (2.0, 4.0, 8.0), "bins": 4}
 
   # Distribution matching: MMD^2 between the features of generated and
   # real images, from num_starts starts (the one with the lowest MMD^2 on

@@ -96,6 +96,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if not tf.radii or min(tf.radii) <= 0:
     raise ValueError(f"config.task_features.radii must be positive radii "
                      f"in px, got {tuple(tf.radii)}")
+  if tf.bins < 2:
+    raise ValueError(f"config.task_features.bins must be >= 2, got "
+                     f"{tf.bins}")
   if config.task.estimator not in ESTIMATORS:
     raise ValueError(f"config.task.estimator {config.task.estimator!r} is "
                      f"not one of {ESTIMATORS}")

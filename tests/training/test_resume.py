@@ -203,6 +203,7 @@ def _set(config, name, value):
      "config.task_features.pooling 'max' is not one of ('cells', "),
     ("task_features.radii", (4.0, 0.0),
      "config.task_features.radii must be positive radii in px, got (4.0, 0.0)"),
+    ("task_features.bins", 1, "config.task_features.bins must be >= 2, got 1"),
     ("es:task.es.sigma_floor", 0.0,
      "config.task.es.sigma_floor must be in (0, 1], got 0.0"),
     ("es:task.es.momentum", 1.0,
