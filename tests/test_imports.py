@@ -13,7 +13,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "metasim_jax"
 LAYERS = [
-    {"types", "io", "keys", "registry", "parallel"},
+    {"types", "io", "keys", "registry", "parallel", "config_upgrade"},
     {"grammar"},
     {"scene_graph"},
     {"transformer"},
