@@ -1,7 +1,7 @@
 """Why MMD turns the driving cars sideways: the landscape over the cars'
 distance and heading spread.
 
-  python -m benchmarks.driving_valley [--num=200]
+  python -m benchmarks.driving_valley [--num=200] [--pooling=objects]
 
 MMD^2 x 1e3 against X_R (400 target images) of target scenes whose cars
 are drawn with another distance range (uniform y in the road's frame: the
@@ -26,6 +26,9 @@ from metasim_jax import task_features
 from metasim_jax.features import MMDTarget
 
 _NUM = flags.DEFINE_integer("num", 200, "Scenes per cell.")
+_POOLING = flags.DEFINE_string(
+    "pooling", None, "config.task_features.pooling of the learned block "
+    "(default: the driving config's).")
 RANGES = ((-90.0, -60.0), (-90.0, -40.0), (-90.0, -20.0))
 SPREADS = (4.0, 10.0, 20.0, 30.0)
 
@@ -44,6 +47,8 @@ def main(argv):
   del argv
   config = driving_config.get_config()
   config.splits = {"real": 400, "val": 100, "test": 16}
+  if _POOLING.value:
+    config.task_features.pooling = _POOLING.value
   base, base_params = pipeline_lib.build(config)
   pools, sets = pipeline_lib.build_data(config, base)
   pipe, params = task_features.build(config, base, base_params, sets, pools)
@@ -65,7 +70,8 @@ def main(argv):
                     for k, s in blocks.items())
 
   print(f"MMD^2 x 1e3 vs {len(real)} target images, {_NUM.value} scenes a "
-        "cell, as local_stats / learned / both; target scenes with the "
+        "cell, as local_stats / learned / both (learned: pooling "
+        f"{config.task_features.pooling!r}); target scenes with the "
         "cars' y range and yaw N(mean, s) replaced")
   print(f"{'car y range':18s}" + "".join(f"{f'yaw N(0, {s:g})':>18s}"
                                          for s in SPREADS)

@@ -136,6 +136,23 @@ def target_maps(pipe: Pipeline, params, images, chunk: int = 32):
                           for i in range(0, len(images), chunk)])
 
 
+def object_bins(pipe: Pipeline, params, real, bins: int, pools=None,
+                key=None, prior_scenes: int = 200):
+  """[V + 1, bins] centres of the "objects" pooling's bins: quantiles of
+  the objects the task net finds in the target's images ``real`` and, with
+  ``pools``, in as many (at most ``prior_scenes``) of the prior's, so that
+  the bins span both: bins over the target's objects alone put every
+  prior object beyond their range into the edge bin, where it weighs the
+  same wherever it is (far cars, smaller than any of the target's, could
+  not pull closer; ``benchmarks/driving_valley.py``)."""
+  maps = target_maps(pipe, params, real)
+  if pools is not None:
+    n = min(len(real), prior_scenes)
+    images, _ = pipe.images_and_targets(key, n, pools, None, "prior")
+    maps = jnp.concatenate([maps, target_maps(pipe, params, images)])
+  return objects.centres(maps, bins)
+
+
 def build(config, pipe: Pipeline, feat_params, sets: dict[str, LabeledSet],
           pools=None) -> tuple[Pipeline, Any]:
   """(pipeline, feature params) with the learned block added to the MMD
@@ -157,8 +174,9 @@ def build(config, pipe: Pipeline, feat_params, sets: dict[str, LabeledSet],
                len(sets["val"].labels), cfg.steps, cfg.synthetic, loss)
   centres = None
   if cfg.pooling == "objects":
-    centres = objects.centres(
-        target_maps(pipe, params, sets["real"].images), cfg.bins)
+    centres = object_bins(
+        pipe, params, sets["real"].images, cfg.bins, pools,
+        jax.random.fold_in(keys.root(config.data_seed, "features"), 1))
     logging.info("task features: object bins at %s", centres.round(3))
   block = learned_block(pipe, cfg.grid, cfg.pooling, cfg.radii, centres)
   fp, fn = blocks.balanced([pipe.feature_fn, block],
