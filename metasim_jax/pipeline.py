@@ -69,6 +69,12 @@ class Pipeline:
       them at the identity (autoencoder loss times ``hold_weight``), so
       that they do not drift while hidden and jump when a later stage
       switches them on.  None otherwise.
+    applied: for a stage after others (``for_groups(..., learned=...)``),
+      the grammar whose mutable attributes the transformer writes: this
+      stage's groups and those an earlier stage learned, which keep their
+      learned values (outputs applied, gradients stopped: a stage trains
+      its own groups only) instead of falling back to the prior.  None:
+      ``prior``'s.
   """
   prior: Grammar
   target: Grammar
@@ -86,21 +92,29 @@ class Pipeline:
   held: Grammar | None = None
   hold_weight: float = 1.0
   full: Grammar | None = None
+  applied: Grammar | None = None
 
-  def for_groups(self, groups, hold_weight: float = 1.0) -> "Pipeline":
+  def for_groups(self, groups, hold_weight: float = 1.0,
+                 learned=()) -> "Pipeline":
     """This pipeline with only ``groups``' attributes mutable (a stage of
     the paper's schedule: cars, then + camera, ...; None: all of them);
-    the transformer's parameters fit every stage's pipeline."""
+    the transformer's parameters fit every stage's pipeline.  ``learned``:
+    the groups earlier stages trained; their attributes keep the
+    transformer's values (``applied``), the other groups are held at the
+    identity (``held``) until a stage switches them on."""
     full = self.held_full()
     if groups is None or set(groups) == set(full.groups):
       return self if self.full is None else dataclasses.replace(
-          self, prior=full, held=None, full=None)
+          self, prior=full, held=None, full=None, applied=None)
     groups = tuple(groups)
-    rest = tuple(g for g in full.groups if g not in groups)
+    kept = tuple(g for g in full.groups if g in set(learned) - set(groups))
+    rest = tuple(g for g in full.groups
+                 if g not in groups and g not in kept)
     return dataclasses.replace(
         self, prior=full.with_mutable_groups(groups),
         held=full.with_mutable_groups(rest) if rest else None,
-        hold_weight=hold_weight, full=full)
+        hold_weight=hold_weight, full=full,
+        applied=full.with_mutable_groups(groups + kept) if kept else None)
 
   def held_full(self) -> Grammar:
     """The grammar with every group mutable (this pipeline's before
@@ -125,8 +139,20 @@ class Pipeline:
     return self.target if source == "target" else self.prior
 
   def transform(self, params, scene: SceneGraph) -> SceneGraph:
-    return transformer_lib.transform(params, self.transformer, self.prior,
-                                     scene)[0]
+    if self.applied is None:
+      return transformer_lib.transform(params, self.transformer, self.prior,
+                                       scene)[0]
+    new = transformer_lib.transform(params, self.transformer, self.applied,
+                                    scene)[0]
+    return new.replace(attrs=self._stop_kept(new.attrs))
+
+  def _stop_kept(self, attrs: jax.Array) -> jax.Array:
+    """``attrs`` with the gradient stopped on the attributes that earlier
+    stages learned and this one keeps (``applied``, not ``prior``)."""
+    if self.applied is None:
+      return attrs
+    kept = np.asarray(self.applied.mutable) & ~np.asarray(self.prior.mutable)
+    return jnp.where(kept, jax.lax.stop_gradient(attrs), attrs)
 
   def sample(self, key, batch: int, pools: Pools, params=None,
              source: str = "metasim") -> SceneGraph:
@@ -180,8 +206,9 @@ class Pipeline:
       full = self.held_full()
       new, logits = transformer_lib.transform(params, self.transformer,
                                               full, raw)
-      scene = raw.replace(attrs=jnp.where(self.prior.mutable, new.attrs,
-                                          raw.attrs))
+      applied = self.prior if self.applied is None else self.applied
+      scene = raw.replace(attrs=jnp.where(
+          applied.mutable, self._stop_kept(new.attrs), raw.attrs))
       hold = self.hold_weight * losses.autoencoder_loss(new, logits, raw,
                                                         self.held)
     image = self.image_fn(pools)(scene.attrs, scene.node_mask)

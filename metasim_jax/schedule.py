@@ -114,3 +114,15 @@ def _label(previous: StageSpec | None, groups, everything,
       text += (" " if text else "+") + ("task loss" if objective == "task"
                                         else "MMD")
   return text or "+more steps"
+
+
+def learned_before(stages: tuple[StageSpec, ...],
+                   grammar: Grammar) -> list[tuple[str, ...]]:
+  """For each stage, the groups the stages before it trained (what it
+  keeps as learned, ``Pipeline.for_groups(..., learned=...)``)."""
+  out, learned = [], []
+  for spec in stages:
+    out.append(tuple(learned))
+    learned += [g for g in (grammar.groups if spec.groups is None
+                            else spec.groups) if g not in learned]
+  return out

@@ -108,3 +108,46 @@ def test_hidden_groups_keep_their_values_in_a_stage(pipe):
   changed = np.abs(np.asarray(new.attrs - raw.attrs)) > 1e-6
   assert changed.any()
   assert not changed[:, ~cars.prior.mutable].any()
+
+
+def test_learned_before_lists_the_earlier_stages_groups(grammar):
+  stages = schedule.parse("cars:mmd; cars+camera:mmd; cars:task", grammar)
+  assert schedule.learned_before(stages, grammar) == [
+      (), ("cars",), ("cars", "camera")]
+  stages = schedule.parse("all:mmd; cars:task", grammar)
+  assert set(schedule.learned_before(stages, grammar)[1]) == set(
+      grammar.groups)
+
+
+def test_a_later_stage_keeps_what_earlier_stages_learned(pipe):
+  """all:mmd; cars:task — the second stage trains the cars, and the camera
+  and context keep the transformer's values (not the prior's), with their
+  gradient stopped; a group no stage has trained stays at the prior."""
+  pools = dict(pipe.world.grammar_pools(
+      driving_config.get_config("smoke")))
+  params = pipe.init_transformer(jax.random.key(0), jax.random.key(1),
+                                 pools)
+  params = jax.tree.map(lambda x: x + 0.05, params)  # far from identity
+  raw = pipe.sample(jax.random.key(2), 4, pools, source="prior")
+  full = np.asarray(pipe.transform(params, raw).attrs)
+  cars = pipe.for_groups(("cars",), learned=pipe.prior.groups)
+  kept = np.asarray(cars.applied.mutable) & ~np.asarray(cars.prior.mutable)
+  assert kept.any()
+  np.testing.assert_allclose(np.asarray(cars.transform(params, raw).attrs),
+                             full, atol=1e-5)
+
+  def total(p, m):
+    return (cars.transform(p, raw).attrs * m).sum()
+
+  grads = jax.grad(total)(params, kept)
+  assert all(not np.asarray(g).any() for g in jax.tree.leaves(grads))
+  grads = jax.grad(total)(params, np.asarray(cars.prior.mutable))
+  assert any(np.asarray(g).any() for g in jax.tree.leaves(grads))
+  # Only the cars learned before: the camera is held at the prior.
+  first = pipe.for_groups(("camera",), learned=("cars",))
+  new = np.asarray(first.transform(params, raw).attrs)
+  held = np.asarray(first.held.mutable)
+  np.testing.assert_array_equal(new[:, held], np.asarray(raw.attrs)[:, held])
+  cars_only = np.asarray(pipe.for_groups(("cars",)).prior.mutable)
+  np.testing.assert_allclose(new[:, cars_only], full[:, cars_only],
+                             atol=1e-5)

@@ -139,10 +139,13 @@ def load(run_dir: str, seed: int = 0) -> TrainedRun:
   config.features.name = "pyramid"
   try:
     pipe, _ = pipeline_lib.build(config)
-    # The trained transformer changes the last stage's groups only.
-    last = schedule.parse(config.schedule, pipe.prior)
-    if last:
-      pipe = pipe.for_groups(last[-1].groups)
+    # The trained transformer changes the groups some stage trained (the
+    # last stage's pipeline: its own, and those it keeps).
+    stages = schedule.parse(config.schedule, pipe.prior)
+    if stages:
+      pipe = pipe.for_groups(
+          stages[-1].groups,
+          learned=schedule.learned_before(stages, pipe.prior)[-1])
   except (ValueError, KeyError, TypeError, AttributeError) as e:
     raise ExportError(f"{run_dir}: the config in results.json with "
                       f"grammar.json / target.json does not build a pipeline "

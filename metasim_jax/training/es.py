@@ -41,8 +41,10 @@ candidate starts are scored once each: the generator with its angles
 turned by stratified offsets around the circle (and its continuous
 attributes shifted by up to ``coarse_spread``, normalised units), as the
 MMD stage's multi-start draws them (``starts.start_offsets``; candidate 0
-is the generator as it is), one task net trained on each from the same
-initialisation on the same scenes; ``es`` starts from the best.  It costs
+is the generator as it is; the turns go to the searched classes' shifts,
+``class_offsets``, so that no other class moves), one task net trained on
+each from the same initialisation on the same scenes; ``es`` starts from
+the best.  It costs
 K trainings once and assumes that one training's reward ranks the
 candidates (their differences are large: whole turns of the data).
 With ``coarse_contract`` = f < 1, candidates 1..K-1 also have the spread
@@ -81,7 +83,6 @@ import optax
 
 from metasim_jax import grammar as grammar_lib
 from metasim_jax import tasknet as tasknet_lib
-from metasim_jax import transformer as transformer_lib
 from metasim_jax.features import MMDTarget
 from metasim_jax.grammar.spec import Grammar
 from metasim_jax.pipeline import Pipeline
@@ -437,6 +438,29 @@ COARSE_FITS = ("best", "harmonic")
 HARMONICS = 2
 
 
+def class_offsets(params, grammar: Grammar, offsets, columns: Sequence[int],
+                  mask: np.ndarray):
+  """``params`` with ``offsets`` (head units, as ``starts.start_offsets``
+  draws them: normalised for continuous columns, angle / 180) added to the
+  class shift of the searched classes only (``mask`` [classes, A]): the
+  same turn of a car's heading as the head's bias gives
+  (``transformer.with_offsets``), but the head's column is every class's,
+  and a road whose heading an earlier stage learned would turn with it."""
+  ids = encoding.class_ids(grammar)
+  shift = params["class_shift"]
+  for off, j in zip(offsets, columns):
+    for c in np.flatnonzero(mask[:, j]):
+      slot = int(np.flatnonzero(ids == c)[0])
+      spread = float(grammar.spread[slot, j])
+      if grammar.attr_kinds[j] == "angle":  # apply_head's angle units
+        unit = (spread if spread > 0 else 180.0) / 180.0
+      else:
+        lo, hi = float(grammar.low[slot, j]), float(grammar.high[slot, j])
+        unit = 2.0 * spread / (hi - lo) if spread > 0 else 1.0
+      shift = shift.at[c, j].add(off / unit)
+  return {**params, "class_shift": shift}
+
+
 def _coarse_start(pipe: Pipeline, trainer, num: int, spread: float,
                   contract: float, fit: str, mask: np.ndarray,
                   num_scenes: int, reward: str, fixed_task_init: bool,
@@ -469,9 +493,8 @@ def _coarse_start(pipe: Pipeline, trainer, num: int, spread: float,
                        f"{int(fitted.sum())}: raise coarse_starts")
 
   def candidate(params, offsets, factor):
-    return transformer_lib.with_offsets(
-        contracted(params, mask, pipe.prior, factor), pipe.prior, offsets,
-        cols)
+    return class_offsets(contracted(params, mask, pipe.prior, factor),
+                         pipe.prior, offsets, cols, mask)
 
   @jax.jit
   def generate(params, offsets, key, pools):

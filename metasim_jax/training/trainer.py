@@ -257,8 +257,8 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
                    reward=config.task.reward,
                    fixed_task_init=config.task.fixed_init)
   phases = []
-  for spec in specs:
-    ph = pipe.for_groups(spec.groups, config.mmd.hold_weight)
+  for spec, learned in zip(specs, schedule.learned_before(specs, pipe.prior)):
+    ph = pipe.for_groups(spec.groups, config.mmd.hold_weight, learned)
     if spec.objective == "mmd":
       step = steps.make_mmd_step(ph, mmd_tx)
       n = config.mmd.steps if spec.steps is None else spec.steps

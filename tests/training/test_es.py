@@ -209,8 +209,9 @@ def test_coarse_start_moves_to_the_best_scored_candidate(problem):
   np.testing.assert_array_equal(offsets[0], 0.0)
   for k in range(1, 4):  # a quarter turn apart, +-45 degrees (angle / 180)
     assert abs(offsets[k, yaw] - k / 2) <= 0.25
-  expected = transformer_lib.with_offsets(
-      params, pipe.prior, offsets[best], starts.offset_columns(pipe.prior))
+  expected = es.class_offsets(
+      params, pipe.prior, offsets[best], starts.offset_columns(pipe.prior),
+      es.search_mask(pipe.prior))
   jax.tree.map(np.testing.assert_array_equal,
                jax.tree.map(lambda x: x[0], new.params), expected)
   # Its keys are the stage's: the same state gives the same choice.
@@ -227,10 +228,11 @@ def test_coarse_start_moves_to_the_best_scored_candidate(problem):
   np.testing.assert_array_equal(tight_offsets, offsets)
   np.testing.assert_allclose(tight[0], rewards[0], rtol=1e-5)
   assert not np.allclose(tight[1:], rewards[1:])
-  expected = transformer_lib.with_offsets(
+  expected = es.class_offsets(
       es.contracted(params, es.search_mask(pipe.prior), pipe.prior,
                     0.1 if best else 1.0),
-      pipe.prior, offsets[best], starts.offset_columns(pipe.prior))
+      pipe.prior, offsets[best], starts.offset_columns(pipe.prior),
+      es.search_mask(pipe.prior))
   jax.tree.map(np.testing.assert_allclose,
                jax.tree.map(lambda x: x[0], new.params), expected)
   with pytest.raises(ValueError, match="coarse_contract"):
@@ -256,9 +258,9 @@ def test_harmonic_coarse_start_goes_to_the_fits_peak(problem):
     np.testing.assert_array_equal(chosen, 0.0)
     factor = 1.0
   mask = es.search_mask(pipe.prior, ["digit.yaw"])
-  expected = transformer_lib.with_offsets(
+  expected = es.class_offsets(
       es.contracted(params, mask, pipe.prior, factor), pipe.prior,
-      chosen, [pipe.prior.col("yaw")])
+      chosen, [pipe.prior.col("yaw")], mask)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
                jax.tree.map(lambda x: x[0], new.params), expected)
   with pytest.raises(ValueError, match="at least 5"):
@@ -269,6 +271,29 @@ def test_harmonic_coarse_start_goes_to_the_fits_peak(problem):
              attributes=["digit.x"])
   with pytest.raises(ValueError, match="coarse_fit"):
     _es_step(pipe, coarse_starts=7, coarse_fit="median")
+
+
+def test_class_offsets_turn_the_searched_class_as_the_head_bias_does(
+    problem):
+  """A coarse start's candidate moves the searched class by its class
+  shift: on that class the same scenes as the head bias's offset
+  (``transformer.with_offsets``), and nothing on a class outside
+  ``mask`` (which the shared head bias would move too)."""
+  pipe, pools, _, params, _, _ = problem
+  prior = pipe.prior
+  cols = [prior.col("x"), prior.col("yaw")]
+  offsets = jnp.array([0.3, 0.6])
+  scene = grammar_lib.sample(jax.random.key(4), prior, 64, pools)
+  mask = es.search_mask(prior)
+  by_class = pipe.transform(es.class_offsets(params, prior, offsets, cols,
+                                             mask), scene).attrs
+  by_head = pipe.transform(transformer_lib.with_offsets(
+      params, prior, offsets, cols), scene).attrs
+  np.testing.assert_allclose(by_class, by_head, atol=1e-3)
+  moved = np.asarray(pipe.transform(params, scene).attrs != by_class)
+  assert moved[..., prior.col("yaw")].any()
+  none = es.class_offsets(params, prior, offsets, cols, np.zeros_like(mask))
+  jax.tree.map(np.testing.assert_array_equal, none, params)
 
 
 def test_contracted_concentrates_the_searched_angles_only(problem):
