@@ -114,6 +114,7 @@ def test_objects_pooling_on_detection_maps():
   config = driving_config.get_config("smoke")
   config.renderer = "raster2d"  # no servers: the detector alone
   config.renderer_options = {}
+  config.canvas = {"height": 32, "width": 64, "channels": 3}  # compiles fast
   pipe, _ = pipeline_lib.build(config)
   images = jax.random.uniform(jax.random.key(1), (2,) + pipe.input_shape)
   params = pipe.tasknet.init(jax.random.key(0), images[:1],
