@@ -21,7 +21,8 @@ def upgrade(saved: Mapping) -> dict:
   ``task_type``, ``renderer``, ``label``,
   ``mean_over`` and the grammar-file keys with their former values;
   ``task.inner_loop``, ``parallel``, ``renderer_options``, ``schedule``,
-  ``mmd.hold_weight``, ``features.grid``, ``transformer.affine``,
+  ``mmd.hold_weight``, ``mmd.screen_*``, ``features.grid``,
+  ``transformer.affine``,
   ``task_features``, ``task.estimator``, ``task.es`` and
   ``success.std_tolerance`` with their defaults)."""
   c = copy.deepcopy(dict(saved))
@@ -64,6 +65,9 @@ def upgrade(saved: Mapping) -> dict:
     mmd["median_multiples"] = mmd.pop("bandwidths")
   mmd.setdefault("hold_weight", 1.0)
   mmd.setdefault("optimizer", "adam")
+  mmd.setdefault("screen_candidates", 0)
+  mmd.setdefault("screen_shift", 2.0)
+  mmd.setdefault("screen_log_spread", [-2.0, 0.5])
   c.setdefault("schedule", "")
   c.setdefault("success", {}).setdefault("std_tolerance", {})
   c.setdefault("transformer", {}).setdefault("affine", False)

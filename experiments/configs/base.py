@@ -100,6 +100,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.mmd.num_starts = 4
   c.mmd.start_spread = 0.0
   c.mmd.select_batch = 500
+  # Screening (training/screen.py): before an MMD stage's first step,
+  # screen_candidates > 1 candidate starts (shifts in +-screen_shift prior
+  # standard deviations, log-scales in screen_log_spread, of the
+  # attributes the stage switches on; affine head) are scored by their
+  # MMD^2 on select_batch scenes and the best num_starts trained.
+  c.mmd.screen_candidates = 0
+  c.mmd.screen_shift = 2.0
+  c.mmd.screen_log_spread = (-2.0, 0.5)
   c.mmd.lr_decay = False  # cosine decay of the MMD learning rate to 0
   # In a stage that trains some groups only (config.schedule), weight of
   # the autoencoder loss that keeps the other groups' outputs at identity.

@@ -45,6 +45,8 @@ class Phase:
     probe: task net trained on the stage's scenes during MMD (probes).
     final: task net trained on the stage's scenes for its results row.
     steps: number of steps.
+    screen: [classes, A] bool, the (class, attribute) pairs an MMD stage
+      screens before its first step (``screen.py``), or None.
   """
   spec: StageSpec
   pipe: Pipeline
@@ -53,6 +55,7 @@ class Phase:
   probe: HostTrainer
   final: HostTrainer
   steps: int
+  screen: Any = None
 
   @property
   def name(self) -> str:

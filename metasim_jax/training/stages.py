@@ -20,7 +20,8 @@ import numpy as np
 from absl import logging
 
 from metasim_jax import parallel
-from metasim_jax.training import evaluation
+from metasim_jax.training import evaluation, screen
+from metasim_jax.training import steps as steps_lib
 
 from metasim_jax.training.seed import Phase, SeedRun, Setup
 
@@ -103,6 +104,37 @@ def _curve_axis(setup: Setup, phase: Phase) -> tuple[int, str]:
               == phase.spec.objective), f"{phase.spec.label}: ")
 
 
+def _screened_state(setup: Setup, run: SeedRun, phase: Phase, params):
+  """The stage's state from the best of ``mmd.screen_candidates``
+  candidate starts (``screen.py``), recorded and logged."""
+  mmd = setup.config.mmd
+  t0 = time.perf_counter()
+  key = run.phase_key("starts", phase)
+  params_k, mmd2, deltas, order = screen.screen(
+      phase.mmd_eval, params, jax.random.fold_in(key, 1), setup.pools,
+      setup.feat_params, setup.target_mmd, mask=phase.screen,
+      num=mmd.screen_candidates, keep=run.num_starts(),
+      shift=mmd.screen_shift, log_spread=tuple(mmd.screen_log_spread),
+      chunk=SCREEN_CHUNK)
+  run.check(phase.name, 0, {"screen_mmd2": mmd2})
+  names = screen.entry_names(phase.pipe.prior, phase.screen)
+  best = deltas[order[0]]
+  run.record.setdefault("screen", {})[phase.name] = {
+      "mmd2": mmd2.tolist(), "kept": order.tolist(), "entries": names,
+      "deltas": deltas.tolist()}
+  logging.info(
+      "[%s] screened %d candidates in %.0fs: MMD^2 as it is %.5f, best "
+      "%.5f (candidate %d: %s)", phase.name, len(mmd2),
+      time.perf_counter() - t0, mmd2[0], mmd2[order[0]], order[0],
+      ", ".join(f"{n} {v:+.2f}" for n, v in zip(names, best)))
+  return steps_lib.init_state(run.phase_key("mmd", phase), params_k,
+                              setup.mmd_tx)
+
+
+# Candidates scored per call of the stage's jitted MMD^2 evaluation.
+SCREEN_CHUNK = 8
+
+
 def match(setup: Setup, run: SeedRun, phase: Phase, params, state,
           start: int):
   """Distribution matching: MMD^2 over K starts, then the best start."""
@@ -112,7 +144,8 @@ def match(setup: Setup, run: SeedRun, phase: Phase, params, state,
   x0, prefix = _curve_axis(setup, phase)
   probe_label = f"{prefix}Meta-Sim (MMD)"
   if state is None:
-    state = run.mmd_state(params, phase)
+    state = (run.mmd_state(params, phase) if phase.screen is None
+             else _screened_state(setup, run, phase, params))
     if probe_every:
       _probe(setup, run, phase, state, 0, x0, probe_label)
     run.save(name, 0, state)

@@ -38,8 +38,8 @@ from metasim_jax import parallel
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import schedule
 from metasim_jax import task_features
-from metasim_jax.training import (checkpoint, es, evaluation, report, stages,
-                                  steps, tb_writer, unrolled)
+from metasim_jax.training import (checkpoint, es, evaluation, report,
+                                  screen, stages, steps, tb_writer, unrolled)
 from metasim_jax.training.seed import Phase, SeedRun, Setup
 
 TB_DIRNAME = "tb"
@@ -49,7 +49,8 @@ _AT_LEAST_0 = ("pretrain.steps", "mmd.steps", "task.steps", "task.inner_steps",
                "eval.train_steps", "eval.probe_steps", "eval.probe_every",
                "mmd.weight", "task.weight", "mmd.start_spread",
                "task_features.steps", "task_features.synthetic",
-               "task.es.warm_steps", "task.es.coarse_spread")
+               "task.es.warm_steps", "task.es.coarse_spread",
+               "mmd.screen_candidates", "mmd.screen_shift")
 _AT_LEAST_1 = ("pretrain.batch_size", "mmd.batch_size", "mmd.select_batch",
                "mmd.num_starts", "task.num_scenes", "task.inner_batch",
                "eval.batch_size", "eval.num_scenes", "eval.repeats",
@@ -135,6 +136,20 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if not 0.0 < config.task.es.sigma_floor <= 1.0:
       raise ValueError(f"config.task.es.sigma_floor must be in (0, 1], got "
                        f"{config.task.es.sigma_floor}")
+  if config.mmd.screen_candidates > 1:
+    lo, hi = config.mmd.screen_log_spread
+    if not lo <= hi:
+      raise ValueError(f"config.mmd.screen_log_spread must be (low, high) "
+                       f"with low <= high, got {(lo, hi)}")
+    if not config.transformer.affine:
+      raise ValueError("config.mmd.screen_candidates needs "
+                       "config.transformer.affine=True: the candidates are "
+                       "the affine head's shifts and spreads")
+    if config.mmd.num_starts > config.mmd.screen_candidates:
+      raise ValueError(f"config.mmd.num_starts ({config.mmd.num_starts}) "
+                       f"must be <= config.mmd.screen_candidates "
+                       f"({config.mmd.screen_candidates}): the starts are "
+                       f"the best candidates")
   decay = config.task.baseline_decay
   if not 0.0 <= decay <= 1.0:
     raise ValueError(f"config.task.baseline_decay must be in [0, 1], got "
@@ -287,11 +302,15 @@ def _setup(config, workdir, pipe, pools, feat_params, target_mmd, test_ref,
             ph, gen_tx, task_tx, baseline_decay=config.task.baseline_decay,
             noise=config.task.noise, inner_loop=config.task.inner_loop,
             **task_args)
+    mask = (screen.new_mask(pipe.prior, spec.groups, learned)
+            if spec.objective == "mmd" and config.mmd.screen_candidates > 1
+            else None)
     phases.append(Phase(
         spec=spec, pipe=ph, step=step,
         mmd_eval=steps.make_mmd_eval(ph, config.mmd.select_batch),
         probe=trainer(ph, probe_tx, config.eval.probe_steps),
-        final=trainer(ph, eval_tx, config.eval.train_steps), steps=n))
+        final=trainer(ph, eval_tx, config.eval.train_steps), steps=n,
+        screen=mask if mask is not None and mask.any() else None))
   # Rows: the prior, each stage of an explicit schedule (the last one is
   # "metasim"), the oracle.
   staged = bool(config.schedule.strip())
