@@ -89,7 +89,10 @@ def screen(mmd_eval, params, key: jax.Array, pools, feat_params, target, *,
   ``num`` candidates around ``params`` (one set, unstacked) scored by
   ``mmd_eval`` (``steps.make_mmd_eval``: stacked params, key, ... -> [K]
   MMD^2) in chunks of ``chunk`` on the same scenes, the ``keep`` lowest
-  kept, best first (a non-finite MMD^2 sorts last; the caller checks)."""
+  kept, best first (a non-finite MMD^2 sorts last; the caller checks).
+  Every call scores exactly ``chunk`` candidates (the last call padded
+  with row 0), so that one program serves every call and a chunk that
+  divides over the mesh's "starts" devices stays divisible."""
   if "log_spread" not in params:
     raise ValueError("mmd.screen_candidates needs the affine head "
                      "(transformer.affine=True): the candidates are its "
@@ -99,7 +102,8 @@ def screen(mmd_eval, params, key: jax.Array, pools, feat_params, target, *,
                      f"mmd.screen_candidates ({num})")
   k_cand, k_scene = jax.random.split(key)
   deltas = candidate_deltas(k_cand, mask, num, shift, log_spread)
-  chunk = max(1, min(chunk, num))
+  if chunk < 1:
+    raise ValueError(f"screen: chunk must be >= 1, got {chunk}")
   padded = -(-num // chunk) * chunk  # the last chunk filled with row 0
   rows = np.concatenate([deltas, np.repeat(deltas[:1], padded - num, 0)])
   make = jax.jit(jax.vmap(lambda d: es.perturbed(params, d, mask)))

@@ -115,7 +115,7 @@ def _screened_state(setup: Setup, run: SeedRun, phase: Phase, params):
       setup.feat_params, setup.target_mmd, mask=phase.screen,
       num=mmd.screen_candidates, keep=run.num_starts(),
       shift=mmd.screen_shift, log_spread=tuple(mmd.screen_log_spread),
-      chunk=SCREEN_CHUNK)
+      chunk=_screen_chunk(phase.pipe))
   run.check(phase.name, 0, {"screen_mmd2": mmd2})
   names = screen.entry_names(phase.pipe.prior, phase.screen)
   best = deltas[order[0]]
@@ -131,8 +131,14 @@ def _screened_state(setup: Setup, run: SeedRun, phase: Phase, params):
                               setup.mmd_tx)
 
 
-# Candidates scored per call of the stage's jitted MMD^2 evaluation.
+# Candidates scored per call of the stage's jitted MMD^2 evaluation (at
+# least; rounded up to a multiple of the mesh's "starts" devices).
 SCREEN_CHUNK = 8
+
+
+def _screen_chunk(pipe) -> int:
+  n = parallel.size(pipe.mesh, "starts")
+  return n * -(-SCREEN_CHUNK // n)
 
 
 def match(setup: Setup, run: SeedRun, phase: Phase, params, state,

@@ -4,6 +4,7 @@ choice of the lowest MMD^2 on common scenes, and a stage's first state."""
 
 import json
 import os
+import types
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +17,7 @@ from metasim_jax import grammar as grammar_lib
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax.data import aerial
 from metasim_jax.features import MMDTarget
-from metasim_jax.training import es, screen, steps
+from metasim_jax.training import es, screen, stages, steps
 
 DRIVING = os.path.join(os.path.dirname(driving_config.__file__), "driving",
                        "prior.json")
@@ -71,23 +72,46 @@ def test_screen_keeps_the_lowest_candidates_scored_on_common_scenes(driving):
   shape = mask.shape
   params = {"log_spread": jnp.zeros(shape), "class_shift": jnp.zeros(shape)}
   goal = np.array([-1.0, -1.5, -0.8, 0.3], np.float32)
-  seen = []
+  seen, sizes = [], []
 
   def mmd_eval(params_k, key, pools, feat_params, target):
     seen.append(np.asarray(jax.random.key_data(key)))
+    sizes.append(len(params_k["class_shift"]))
     x = jax.vmap(lambda p: es.searched(p, mask))(params_k)
     return jnp.sum((x - goal) ** 2, axis=1)
 
   params_k, mmd2, deltas, order = screen.screen(
       mmd_eval, params, jax.random.key(2), None, None, None, mask=mask,
       num=21, keep=3, shift=2.0, log_spread=(-2.0, 0.5), chunk=8)
-  assert len(seen) == 3  # 21 candidates in chunks of 8, the last padded
+  assert sizes == [8, 8, 8]  # 21 candidates in chunks of 8, the last padded
   assert all(np.array_equal(s, seen[0]) for s in seen)
   np.testing.assert_allclose(mmd2, ((deltas - goal) ** 2).sum(1), rtol=1e-6)
   np.testing.assert_array_equal(order, np.argsort(mmd2)[:3])
   assert mmd2[order[0]] < mmd2[0]
   kept = np.asarray(jax.vmap(lambda p: es.searched(p, mask))(params_k))
   np.testing.assert_allclose(kept, deltas[order], rtol=1e-6)
+
+
+def test_fewer_candidates_than_a_chunk_still_fill_the_chunk(driving):
+  """One program size for every call: a chunk that divides over the mesh's
+  "starts" devices stays divisible, however few the candidates."""
+  mask = es.search_mask(driving, ["car.y"])
+  params = {"log_spread": jnp.zeros(mask.shape),
+            "class_shift": jnp.zeros(mask.shape)}
+  sizes = []
+
+  def mmd_eval(params_k, key, pools, feat_params, target):
+    sizes.append(len(params_k["class_shift"]))
+    return jnp.arange(sizes[-1], dtype=jnp.float32)
+
+  _, mmd2, _, order = screen.screen(
+      mmd_eval, params, jax.random.key(0), None, None, None, mask=mask,
+      num=3, keep=1, shift=1.0, log_spread=(-1.0, 0.0), chunk=4)
+  assert sizes == [4] and len(mmd2) == 3 and order.tolist() == [0]
+  starts = lambda n: types.SimpleNamespace(
+      mesh=None if n is None else types.SimpleNamespace(shape={"starts": n}))
+  assert [stages._screen_chunk(starts(n)) for n in (None, 2, 3, 16)] == [
+      8, 8, 9, 16]
 
 
 def test_screen_needs_the_affine_head(driving):
@@ -115,8 +139,8 @@ def test_kept_starts_render_what_they_were_scored_on():
   mask = screen.new_mask(pipe.prior, None, ())
   key = jax.random.key(3)
   params_k, mmd2, _, order = screen.screen(
-      mmd_eval, params, key, pools, feat_params, target, mask=mask, num=5,
-      keep=2, shift=1.0, log_spread=(-1.0, 0.5), chunk=4)
+      mmd_eval, params, key, pools, feat_params, target, mask=mask, num=6,
+      keep=4, shift=1.0, log_spread=(-1.0, 0.5), chunk=4)
   again = mmd_eval(params_k, jax.random.split(key)[1], pools, feat_params,
                    target)
   np.testing.assert_allclose(np.asarray(again), mmd2[order], rtol=1e-4,
