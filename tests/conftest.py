@@ -6,6 +6,7 @@ smoke runs in and out of process compile the same programs once.
 """
 
 import atexit
+import json
 import os
 import shutil
 import tempfile
@@ -89,6 +90,16 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture
 def grammar():
   return compile_grammar(digit_grammar_dict())
+
+
+@pytest.fixture(scope="module")
+def driving_prior():
+  """The driving world's input grammar (``experiments/configs/driving``)."""
+  from experiments.configs import driving as driving_config
+  path = os.path.join(os.path.dirname(driving_config.__file__), "driving",
+                      "prior.json")
+  with open(path) as f:
+    return compile_grammar(json.load(f))
 
 
 @pytest.fixture

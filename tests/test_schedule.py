@@ -2,26 +2,19 @@
 stages' pipelines (which attributes each trains), and the hold term that
 keeps the other groups' outputs at the identity."""
 
-import json
-import os
 
 import jax
 import numpy as np
 import pytest
 
 from experiments.configs import driving as driving_config
-from metasim_jax import grammar as grammar_lib
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax import schedule
 
-PRIOR = os.path.join(os.path.dirname(driving_config.__file__), "driving",
-                     "prior.json")
-
 
 @pytest.fixture(scope="module")
-def grammar():
-  with open(PRIOR) as f:
-    return grammar_lib.compile_grammar(json.load(f))
+def grammar(driving_prior):
+  return driving_prior
 
 
 def _mutable_names(g):

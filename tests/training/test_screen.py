@@ -2,8 +2,6 @@
 Latin hypercube, the candidates, the mask of what a stage switches on, the
 choice of the lowest MMD^2 on common scenes, and a stage's first state."""
 
-import json
-import os
 import types
 
 import jax
@@ -12,21 +10,15 @@ import numpy as np
 import pytest
 
 from experiments.configs import aerial as aerial_config
-from experiments.configs import driving as driving_config
-from metasim_jax import grammar as grammar_lib
 from metasim_jax import pipeline as pipeline_lib
 from metasim_jax.data import aerial
 from metasim_jax.features import MMDTarget
 from metasim_jax.training import es, screen, stages, steps
 
-DRIVING = os.path.join(os.path.dirname(driving_config.__file__), "driving",
-                       "prior.json")
-
 
 @pytest.fixture(scope="module")
-def driving():
-  with open(DRIVING) as f:
-    return grammar_lib.compile_grammar(json.load(f))
+def driving(driving_prior):
+  return driving_prior
 
 
 def test_latin_hypercube_hits_every_stratum_of_every_dimension_once():
