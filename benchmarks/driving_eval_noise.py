@@ -30,6 +30,9 @@ _REPEATS = flags.DEFINE_integer("repeats", 4, "Detectors per source.")
 _SOURCES = flags.DEFINE_list("sources", ["prior", "target"],
                              "Scene sources: prior, target (the oracle).")
 _TEST = flags.DEFINE_integer("test", 500, "Test images (the run's 500).")
+_SAME_KEY = flags.DEFINE_bool(
+    "same_key", True, "Train each source's first detector twice from the "
+    "same key: a difference means training is not reproducible.")
 
 
 def main(argv):
@@ -55,9 +58,20 @@ def main(argv):
       params, _ = trainer[source].run(jax.random.key(100 + r), None, pools)
       m = pipe.score(params, sets["test"])
       rows.append([100 * float(m[n]) for n in names])
+      if r == 0:
+        first = params
       print(f"  {source:7s} repeat {r}: "
             + "/".join(f"{v:.1f}" for v in rows[-1])
             + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if _SAME_KEY.value:
+      again, _ = trainer[source].run(jax.random.key(100), None, pools)
+      m = pipe.score(again, sets["test"])
+      diff = max(float(np.abs(np.asarray(x) - np.asarray(y)).max())
+                 for x, y in zip(jax.tree.leaves(first),
+                                 jax.tree.leaves(again)))
+      print(f"  {source:7s} repeat 0 again (same key): "
+            + "/".join(f"{100 * float(m[n]):.1f}" for n in names)
+            + f"  (max |param difference| {diff:.3g})", flush=True)
     a = np.asarray(rows)
     print(f"{source:7s} mean +- std over {len(a)}: "
           + "/".join(f"{m:.1f} +- {s:.1f}"
