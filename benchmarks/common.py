@@ -1,5 +1,5 @@
-"""Shared set-up for the benchmarks: the MNIST and Aerial2D problems of a
-config."""
+"""Shared set-up for the benchmarks: the MNIST, Aerial2D and driving
+problems of a config."""
 
 from __future__ import annotations
 
@@ -50,6 +50,18 @@ def aerial_world(variant: str = "default", target_file: str | None = None,
     config.target_file = target_file
   if grammar_file:
     config.grammar_file = grammar_file
+  pipe, feat_params = pipeline_lib.build(config)
+  pools, sets = pipeline_lib.build_data(config, pipe)
+  return config, pipe, feat_params, pools, sets
+
+
+def driving_world(real: int, val: int, test: int):
+  """(config, pipe, feat_params, pools, sets) of the driving default
+  (``experiments/configs/driving.py``) with ``real`` / ``val`` / ``test``
+  target images; sets: X_R "real", V "val", "test"."""
+  from experiments.configs import driving as driving_config
+  config = driving_config.get_config()
+  config.splits = {"real": real, "val": val, "test": test}
   pipe, feat_params = pipeline_lib.build(config)
   pools, sets = pipeline_lib.build_data(config, pipe)
   return config, pipe, feat_params, pools, sets

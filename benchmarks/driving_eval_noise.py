@@ -21,8 +21,8 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from experiments.configs import driving as driving_config
-from metasim_jax import pipeline as pipeline_lib
+from benchmarks import common
+
 from metasim_jax.tasknet import detection_ap
 from metasim_jax.training import steps as steps_lib
 
@@ -37,10 +37,7 @@ _SAME_KEY = flags.DEFINE_bool(
 
 def main(argv):
   del argv
-  config = driving_config.get_config()
-  config.splits = {"real": 16, "val": 16, "test": _TEST.value}
-  pipe, _ = pipeline_lib.build(config)
-  pools, sets = pipeline_lib.build_data(config, pipe)
+  config, pipe, _, pools, sets = common.driving_world(16, 16, _TEST.value)
   ev = config.eval
   trainer = {s: pipe.task_trainer(steps_lib.adam(ev.lr),
                                   steps=ev.train_steps,

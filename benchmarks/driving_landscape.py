@@ -24,7 +24,8 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from experiments.configs import driving as driving_config
+from benchmarks import common
+
 from metasim_jax import features as features_lib
 from metasim_jax import grammar as grammar_lib
 from metasim_jax import keys
@@ -62,10 +63,7 @@ def mixed(target: dict, prior: dict, group: str, cls_attr=None) -> dict:
 
 def main(argv):
   del argv
-  config = driving_config.get_config()
-  config.splits = {"real": 400, "val": 100, "test": 16}
-  pipe, _ = pipeline_lib.build(config)
-  pools, sets = pipeline_lib.build_data(config, pipe)
+  config, pipe, _, pools, sets = common.driving_world(400, 100, 16)
   prior_d = pipeline_lib.grammar_dict(config, "grammar")
   target_d = pipeline_lib.grammar_dict(config, "target")
   rows = {"target (noise floor)": target_d}

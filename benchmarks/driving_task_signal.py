@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from experiments.configs import driving as driving_config
-from metasim_jax import pipeline as pipeline_lib
+from benchmarks import common
+
 from metasim_jax import tasknet as tasknet_lib
 from metasim_jax.training import report
 from metasim_jax.training import steps as steps_lib
@@ -63,10 +63,7 @@ METRICS = ("ap50_easy", "ap50_moderate", "ap50_hard")
 
 def main(argv):
   del argv
-  config = driving_config.get_config()
-  config.splits = {"real": 16, "val": 100, "test": 500}
-  pipe, _ = pipeline_lib.build(config)
-  pools, sets = pipeline_lib.build_data(config, pipe)
+  config, pipe, _, pools, sets = common.driving_world(16, 100, 500)
   g, n = pipe.target, _NUM.value
   cars = g.slots_of("car")
   x, y, yaw = g.col("x"), g.col("y"), g.col("yaw")
