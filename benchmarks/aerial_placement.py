@@ -16,12 +16,15 @@ its axis (what an image shows: the road texture, 160 px long, spans the
 cars are) and along it.  The same scenes' keys for every source.
 """
 
+import os
 import sys
 
 import jax
 import numpy as np
+from flax import serialization
 
 from metasim_jax import grammar as grammar_lib
+from metasim_jax import schedule
 from metasim_jax.export import run as run_lib
 
 N = 2000
@@ -49,6 +52,25 @@ def stats(scene, grammar, canvas):
           "scale": f"{scale.mean():.2f} ± {scale.std():.2f}"}
 
 
+def earlier_stages(run):
+  """[(stage name, its pipeline, its saved params)] of the stages before
+  the last one whose generator the run kept."""
+  base = run.pipe.for_groups(None)
+  specs = schedule.parse(run.config.schedule, base.prior)
+  learned = schedule.learned_before(specs, base.prior)
+  folder = os.path.join(run.run_dir, "checkpoints", f"seed{run.seed}",
+                        "stages")
+  out = []
+  for spec, before in list(zip(specs, learned))[:-1]:
+    path = os.path.join(folder, f"{spec.name}.msgpack")
+    if os.path.isfile(path):
+      with open(path, "rb") as f:
+        params = serialization.from_bytes(run.params, f.read())
+      out.append((spec.name, base.for_groups(spec.groups, learned=before),
+                  params))
+  return out
+
+
 def main(run_dirs):
   for run_dir in run_dirs:
     for seed in run_lib.saved_seeds(run_dir):
@@ -61,13 +83,17 @@ def main(run_dirs):
                          pipe.prior, pipe.canvas),
           "Meta-Sim": stats(pipe.transform(run.params, grammar_lib.sample(
               key, pipe.prior, N, pools)), pipe.prior, pipe.canvas),
+          **{f"after {name}": stats(p.transform(params, grammar_lib.sample(
+              key, pipe.prior, N, pools)), pipe.prior, pipe.canvas)
+             for name, p, params in earlier_stages(run)},
           "target": stats(grammar_lib.sample(key, target, N, pools),
                           target, pipe.canvas)}
       print(f"{run_dir} seed {seed} ({N} scenes, 2 cars each)")
       cols = list(rows["prior"])
-      print(f"  {'':9s}" + "".join(f"{c:>24s}" for c in cols))
+      width = max(map(len, rows))
+      print(f"  {'':{width}s}" + "".join(f"{c:>24s}" for c in cols))
       for name, r in rows.items():
-        print(f"  {name:9s}" + "".join(f"{r[c]:>24s}" for c in cols))
+        print(f"  {name:{width}s}" + "".join(f"{r[c]:>24s}" for c in cols))
 
 
 if __name__ == "__main__":
