@@ -26,6 +26,7 @@ from flax import serialization
 from metasim_jax import grammar as grammar_lib
 from metasim_jax import schedule
 from metasim_jax.export import run as run_lib
+from metasim_jax.training import checkpoint
 
 N = 2000
 
@@ -58,8 +59,7 @@ def earlier_stages(run):
   base = run.pipe.for_groups(None)
   specs = schedule.parse(run.config.schedule, base.prior)
   learned = schedule.learned_before(specs, base.prior)
-  folder = os.path.join(run.run_dir, "checkpoints", f"seed{run.seed}",
-                        "stages")
+  folder = os.path.join(checkpoint.seed_dir(run.run_dir, run.seed), "stages")
   out = []
   for spec, before in list(zip(specs, learned))[:-1]:
     path = os.path.join(folder, f"{spec.name}.msgpack")

@@ -22,7 +22,6 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import common
-
 from metasim_jax.tasknet import detection_ap
 from metasim_jax.training import steps as steps_lib
 
@@ -43,6 +42,7 @@ def main(argv):
                                   steps=ev.train_steps,
                                   batch=ev.batch_size, source=s)
              for s in _SOURCES.value}
+  score = jax.jit(pipe.score)
   names = [f"ap50_{d}" for d in detection_ap.DIFFICULTIES]
   print(f"driving detector, {ev.train_steps} steps of {ev.batch_size} "
         f"scenes, scored on {len(sets['test'].images)} test images of the "
@@ -53,7 +53,7 @@ def main(argv):
     for r in range(_REPEATS.value):
       t0 = time.perf_counter()
       params, _ = trainer[source].run(jax.random.key(100 + r), None, pools)
-      m = pipe.score(params, sets["test"])
+      m = score(params, sets["test"])
       rows.append([100 * float(m[n]) for n in names])
       if r == 0:
         first = params
@@ -62,7 +62,7 @@ def main(argv):
             + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     if _SAME_KEY.value:
       again, _ = trainer[source].run(jax.random.key(100), None, pools)
-      m = pipe.score(again, sets["test"])
+      m = score(again, sets["test"])
       diff = max(float(np.abs(np.asarray(x) - np.asarray(y)).max())
                  for x, y in zip(jax.tree.leaves(first),
                                  jax.tree.leaves(again)))

@@ -37,7 +37,6 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import common
-
 from metasim_jax import tasknet as tasknet_lib
 from metasim_jax.training import report
 from metasim_jax.training import steps as steps_lib
