@@ -180,7 +180,8 @@ def get_config() -> ml_collections.ConfigDict:
   # ``coarse_fit``: "best" (the best-scored candidate) or "harmonic" (the
   # peak of a curve fitted to all candidates' rewards over their heading;
   # one searched angle).  ``attributes``: comma-separated "class.attr"
-  # names the search moves ("": every mutable continuous or angle one).
+  # names the search moves ("": every mutable continuous or angle one);
+  # "class.attr:spread" or ":shift" moves only that part (es.search_parts).
   c.task.es = {"pairs": 4, "sigma": 3.0, "log_sigma": 0.3, "lr": 0.15,
                "lr_decay": False, "decay_start": 0.0, "sigma_floor": 1.0,
                "momentum": 0.9, "normalise": "rank", "vmap": True,

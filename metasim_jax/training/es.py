@@ -97,11 +97,25 @@ NORMALISE = ("rank", "std", "none")
 COARSE_STEP = 2**32 - 1
 
 
+PARTS = ("spread", "shift")
+
+
+def _split(name: str) -> tuple[str, str | None]:
+  """("class.attribute", part or None) of an ``attributes`` entry,
+  "class.attribute" or "class.attribute:part" (``PARTS``)."""
+  attr, _, part = name.partition(":")
+  if part and part not in PARTS:
+    raise ValueError(f"es cannot search part {part!r} of {attr!r}: the "
+                     f"parts are {PARTS} (none named: both)")
+  return attr, part or None
+
+
 def search_mask(grammar: Grammar,
                 attributes: Sequence[str] = ()) -> np.ndarray:
   """[classes, A] bool: the (class, attribute) pairs the search moves,
   those continuous or angle attributes mutable on some slot of the
-  class; with ``attributes`` ("class.attribute" names), only those."""
+  class; with ``attributes`` ("class.attribute" names, optionally with
+  ":spread" or ":shift", ``search_parts``), only those."""
   ids = np.asarray(encoding.class_ids(grammar))
   kinds = np.array([k in ("continuous", "angle") for k in grammar.attr_kinds])
   mask = np.zeros((len(grammar.classes), grammar.num_attrs), bool)
@@ -114,6 +128,7 @@ def search_mask(grammar: Grammar,
                 for c, j in zip(*np.nonzero(mask))]
   chosen = np.zeros_like(mask)
   for name in attributes:
+    name, _ = _split(name)
     if name not in searchable:
       raise ValueError(f"es cannot search {name!r}: the searchable "
                        f"attributes (mutable, continuous or angle) are "
@@ -121,6 +136,38 @@ def search_mask(grammar: Grammar,
     cls, attr = name.split(".", 1)
     chosen[names.index(cls), grammar.col(attr)] = True
   return chosen
+
+
+def search_parts(grammar: Grammar,
+                 attributes: Sequence[str] = ()) -> np.ndarray:
+  """[2 M] float, 1 where the search moves a coordinate of ``searched``'s
+  vector (M log-spreads, then M shifts, of ``search_mask``'s pairs), 0
+  where it does not perturb it (a held coordinate moves only with the
+  MMD term, if any, as the parameters es does not search do).
+  "class.attribute:spread" searches only that
+  attribute's log-spread, ":shift" only its shift, no suffix both.  What
+  it is for: a coordinate whose paired reward difference is mostly noise
+  (Aerial2D's car offset shift, mean/sd 0.6 a pair against the offset
+  spread's 2.2, ``benchmarks/aerial_es_pairs.py``) is not only a random
+  walk of its own: its noise enters every coordinate's estimate, since all
+  share the pairs' reward differences."""
+  mask = search_mask(grammar, attributes)
+  cells = list(zip(*np.nonzero(mask)))
+  m = len(cells)
+  active = np.ones(2 * m, np.float32)
+  if not attributes:
+    return active
+  names = list(grammar.classes)
+  parts: dict[tuple[int, int], set[str]] = {}
+  for name in attributes:
+    attr, part = _split(name)
+    cls, col = attr.split(".", 1)
+    key = (names.index(cls), grammar.col(col))
+    parts.setdefault(key, set()).update([part] if part else PARTS)
+  for i, key in enumerate(cells):
+    active[i] = "spread" in parts[key]
+    active[m + i] = "shift" in parts[key]
+  return active
 
 
 def harmonic_peak(angles: np.ndarray, rewards: np.ndarray,
@@ -294,6 +341,9 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   the coarse start's turns and contraction) moves only these, e.g. those
   a task needs and MMD cannot see; the others stay where the stage found
   them instead of wandering with the noise of a reward blind to them.
+  A name with ":spread" or ":shift" perturbs only that part of the
+  attribute (``search_parts``; the coarse start still turns and contracts
+  the attribute as a whole).
   Three jitted programs: generate the 2P
   datasets, train their task networks (a host loop of the vmapped update;
   ``vmap=False``: of the single-net update, member after member, and
@@ -303,6 +353,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
   """
   steps.check_reward(reward)
   mask = search_mask(pipe.prior, attributes)
+  active = jnp.asarray(search_parts(pipe.prior, attributes))
   m = int(mask.sum())
   if m == 0:
     raise ValueError("the es estimator needs a mutable continuous or angle "
@@ -342,7 +393,7 @@ def make_es_step(pipe: Pipeline, tx, task_tx, *, pairs: int, sigma: float,
     with ``warm_steps``, a last [2P + 1]-th dataset, unperturbed."""
     k_scene, k_eps, k_task, _ = keys(state)
     params = jax.tree.map(lambda x: x[0], state.params)
-    eps = jax.random.normal(k_eps, (pairs, 2 * m))
+    eps = jax.random.normal(k_eps, (pairs, 2 * m)) * active
     deltas = jnp.concatenate([eps, -eps]) * sigma_at(state.step, params)
     if warm_steps:
       deltas = jnp.concatenate([deltas, jnp.zeros((1, 2 * m))])

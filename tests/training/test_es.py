@@ -115,6 +115,36 @@ def test_a_narrowed_search_moves_only_its_attributes(problem):
     assert moved.any() and not (moved & ~mask).any(), name
 
 
+def test_a_part_of_an_attribute_is_searched_alone(problem):
+  """"digit.x:spread" perturbs and moves only digit.x's log-spread, and
+  "digit.yaw:shift" only digit.yaw's shift: the other coordinates of
+  the searched vector have no perturbation and no step."""
+  pipe, pools, sets, params, _, state = problem
+  names = ["digit.x:spread", "digit.yaw:shift"]
+  mask = es.search_mask(pipe.prior, names)
+  active = es.search_parts(pipe.prior, names)
+  x, yaw = pipe.prior.col("x"), pipe.prior.col("yaw")
+  cells = [int(j) for _, j in zip(*np.nonzero(mask))]
+  assert sorted(cells) == sorted([x, yaw])
+  m = len(cells)
+  expected = np.zeros(2 * m)
+  expected[cells.index(x)] = 1.0  # x's log-spread
+  expected[m + cells.index(yaw)] = 1.0  # yaw's shift
+  np.testing.assert_array_equal(active, expected)
+  np.testing.assert_array_equal(es.search_parts(pipe.prior, ["digit.x"]),
+                                np.ones(2))
+  step = _es_step(pipe, attributes=names)
+  eps, _, _, _ = step.generate(state(), pools)
+  assert (np.asarray(eps)[:, active == 0] == 0).all()
+  assert (np.asarray(eps)[:, active == 1] != 0).all()
+  new, _ = step(state(), pools, None, None, sets["val"])
+  after = jax.tree.map(lambda x: x[0], new.params)
+  moved = np.asarray(es.searched(after, mask) != es.searched(params, mask))
+  np.testing.assert_array_equal(moved, active == 1)
+  with pytest.raises(ValueError, match="spread"):
+    es.search_parts(pipe.prior, ["digit.x:scale"])
+
+
 def test_harmonic_peak_finds_a_noisy_curves_maximum():
   """The least-squares fit of two harmonics over 8 stratified turns puts
   its peak where the curve's is, within the noise's reach; a heading
