@@ -12,8 +12,20 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 FLAGFILES = sorted((ROOT / "experiments" / "configs").glob("*.flags"))
 
 
+def _flag_lines(flagfile: pathlib.Path) -> list[str]:
+  """The flagfile's flags, nested ``--flagfile=`` ones (paths from the
+  repository's root, where runs start) read in their place, as absl does."""
+  lines = []
+  for line in flagfile.read_text().split():
+    if line.startswith("--flagfile="):
+      lines += _flag_lines(ROOT / line.split("=", 1)[1])
+    else:
+      lines.append(line)
+  return lines
+
+
 def _config_of(flagfile: pathlib.Path):
-  spec = next(line.split("=", 1)[1] for line in flagfile.read_text().split()
+  spec = next(line.split("=", 1)[1] for line in _flag_lines(flagfile)
               if line.startswith("--config="))
   path, _, variant = spec.partition(":")
   module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
