@@ -34,18 +34,12 @@ import jax
 import numpy as np
 
 from benchmarks import common
-from metasim_jax import task_features
-from metasim_jax.features import MMDTarget
 from metasim_jax.scene_graph import encoding
 
 
 def main(argv):
-  config, pipe, params, pools, sets = common.aerial_world(
-      "relations", argv[1] if len(argv) > 1 else None)
-  pipe, params = task_features.build(config, pipe, params, sets, pools)
-  fn = jax.jit(pipe.feature_fn)
-  target = MMDTarget.create(fn(params, sets["real"].images),
-                            config.mmd.median_multiples)
+  config, pipe, pools, features, target = common.aerial_relations_world(
+      argv[1] if len(argv) > 1 else None)
   g = pipe.target
   cars, roads = g.slots_of("car"), g.slots_of("road")
   x, y, yaw = g.col("x"), g.col("y"), g.col("yaw")
@@ -81,13 +75,13 @@ def main(argv):
       if edit is None:
         scene = pipe.sample(key, n, pools, source="prior")
         r = pipe.render(scene, pools, pipe.prior)
-        m.append(float(target.mmd2(fn(params, r.image))))
+        m.append(float(target.mmd2(features(r.image))))
         continue
       scene = pipe.sample(key, n, pools, source="target")
       base = pipe.render(scene.replace(attrs=reference(scene.attrs)), pools,
                          g)
       r = pipe.render(scene.replace(attrs=edit(scene.attrs)), pools, g)
-      m.append(float(target.mmd2(fn(params, r.image))))
+      m.append(float(target.mmd2(features(r.image))))
       agree.append(float(np.mean(np.asarray(r.semantic == base.semantic))))
       diff.append(float(np.mean(np.abs(np.asarray(r.image - base.image)))))
     cells = [f"{np.mean(m):.5f} +- {np.std(m):.5f}"]

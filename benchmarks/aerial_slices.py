@@ -23,18 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from metasim_jax import task_features
-from metasim_jax.features import MMDTarget
 from metasim_jax.scene_graph import encoding
 
 
 def main(argv):
-  config, pipe, params, pools, sets = common.aerial_world(
-      "relations", argv[1] if len(argv) > 1 else None)
-  pipe, params = task_features.build(config, pipe, params, sets, pools)
-  fn = jax.jit(pipe.feature_fn)
-  target = MMDTarget.create(fn(params, sets["real"].images),
-                            config.mmd.median_multiples)
+  config, pipe, pools, features, target = common.aerial_relations_world(
+      argv[1] if len(argv) > 1 else None)
   g = pipe.target
   cars, yaw, scale = g.slots_of("car"), g.col("yaw"), g.col("scale")
   n = 200
@@ -48,7 +42,7 @@ def main(argv):
                              minval=-180.0, maxval=180.0)
       a = edit(scene.attrs, u)
       img = pipe.render(scene.replace(attrs=a), pools, g).image
-      v.append(float(target.mmd2(fn(params, img))))
+      v.append(float(target.mmd2(features(img))))
     return f"{np.mean(v):.5f} +- {np.std(v):.5f}"
 
   print(f"target {config.target_file}")

@@ -55,6 +55,21 @@ def aerial_world(variant: str = "default", target_file: str | None = None,
   return config, pipe, feat_params, pools, sets
 
 
+def aerial_relations_world(target_file: str | None = None):
+  """(config, pipe, pools, features, target) of Aerial2D's "relations"
+  variant with its features trained on V (``task_features``):
+  ``features(images)`` is the jitted feature map, ``target`` the MMD
+  target of X_R."""
+  from metasim_jax import task_features
+  config, pipe, params, pools, sets = aerial_world("relations", target_file)
+  pipe, params = task_features.build(config, pipe, params, sets, pools)
+  fn = jax.jit(pipe.feature_fn)
+  features = lambda images: fn(params, images)
+  target = MMDTarget.create(features(sets["real"].images),
+                            config.mmd.median_multiples)
+  return config, pipe, pools, features, target
+
+
 def driving_world(real: int, val: int, test: int):
   """(config, pipe, feat_params, pools, sets) of the driving default
   (``experiments/configs/driving.py``) with ``real`` / ``val`` / ``test``
