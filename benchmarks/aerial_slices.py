@@ -20,7 +20,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from benchmarks import common
 from metasim_jax.scene_graph import encoding
@@ -34,16 +33,12 @@ def main(argv):
   n = 200
 
   def mmd(edit):
-    v = []
-    for s in range(3):
-      key = jax.random.key(s)
-      scene = pipe.sample(key, n, pools, source="target")
-      u = jax.random.uniform(jax.random.fold_in(key, 1), (n, len(cars)),
-                             minval=-180.0, maxval=180.0)
-      a = edit(scene.attrs, u)
-      img = pipe.render(scene.replace(attrs=a), pools, g).image
-      v.append(float(target.mmd2(features(img))))
-    return f"{np.mean(v):.5f} +- {np.std(v):.5f}"
+    """``edit(attrs, u)``, u: headings drawn U(+-180) per car."""
+    def keyed(a, key):
+      return edit(a, jax.random.uniform(jax.random.fold_in(key, 1),
+                                        (n, len(cars)), minval=-180.0,
+                                        maxval=180.0))
+    return common.edited_target_mmd(pipe, pools, features, target, keyed, n)
 
   print(f"target {config.target_file}")
   print("heading U(+-180) contracted by s towards the road's axis:")

@@ -70,6 +70,23 @@ def aerial_relations_world(target_file: str | None = None):
   return config, pipe, pools, features, target
 
 
+def edited_target_mmd(pipe, pools, features, target, edit, n: int = 200,
+                      draws: int = 3) -> str:
+  """MMD^2 to X_R of the target world's scenes after ``edit(attrs, key)``,
+  as "mean +- std" over ``draws`` draws of ``n`` scenes. Draw s samples its
+  scenes with ``key(s)`` and hands ``edit`` that key (to fold in for its
+  own noise), so that every edit of a table sees the same scenes: the
+  differences between a table's cells are paired."""
+  v = []
+  for s in range(draws):
+    key = jax.random.key(s)
+    scene = pipe.sample(key, n, pools, source="target")
+    image = pipe.render(scene.replace(attrs=edit(scene.attrs, key)), pools,
+                        pipe.target).image
+    v.append(float(target.mmd2(features(image))))
+  return f"{np.mean(v):.5f} +- {np.std(v):.5f}"
+
+
 def driving_world(real: int, val: int, test: int):
   """(config, pipe, feat_params, pools, sets) of the driving default
   (``experiments/configs/driving.py``) with ``real`` / ``val`` / ``test``
