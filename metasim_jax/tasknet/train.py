@@ -9,7 +9,8 @@ test_train.py``):
 * ``train``: the whole loop as one ``lax.scan``, for use inside ``jit``;
 * ``HostTrainer``: a host loop around two jitted programs, the batch and
   the update (``make_update``, compiled once per model, loss and optimiser
-  and shared by every trainer of those).  XLA's CPU backend runs
+  and shared by every trainer of those); the next batch is drawn on a
+  worker thread while the update runs.  XLA's CPU backend runs
   convolutions in a ``lax.scan`` body about 2x slower than in a top-level
   program (``benchmarks/meta_epoch.py``), so long trainings run this way.
 
@@ -21,6 +22,7 @@ targets)`` is the task's loss.
 from __future__ import annotations
 
 import functools
+from concurrent import futures
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -139,8 +141,23 @@ class HostTrainer:
     return batch_fn
 
   def _loop(self, carry, k_loop, loss, batch_args):
-    for i in range(self.num_steps):
-      carry, loss = self._update(carry, *self._batch(k_loop, i, batch_args))
+    """The steps in order; step i+1's batch is drawn on a worker thread
+    while step i's update runs, so that a batch's host work (an external
+    renderer's round trip) overlaps the update.  Same keys, same programs,
+    same result as drawing each batch just before its update."""
+
+    def draw(i):
+      return jax.block_until_ready(self._batch(k_loop, i, batch_args))
+
+    if self.num_steps == 0:
+      return carry[0], loss
+    with futures.ThreadPoolExecutor(1, "batch") as pool:
+      pending = pool.submit(draw, 0)
+      for i in range(self.num_steps):
+        batch = pending.result()
+        if i + 1 < self.num_steps:
+          pending = pool.submit(draw, i + 1)
+        carry, loss = self._update(carry, *batch)
     return carry[0], loss
 
   def run(self, key: jax.Array, *batch_args) -> tuple[Any, jax.Array]:

@@ -85,3 +85,49 @@ def test_population_continues_from_a_common_start():
           key, 2, scales)
   assert not np.allclose(fresh["Dense_0"]["kernel"],
                          runs[0]["Dense_0"]["kernel"])
+
+
+def _host_batch(calls, fail_at=None):
+  """``_batch`` through a host callback that records the step it draws
+  (its scale argument carries the step) and fails at ``fail_at``."""
+
+  def record(i):
+    calls.append(int(i))
+    if fail_at is not None and int(i) == fail_at:
+      raise RuntimeError(f"renderer down at step {int(i)}")
+    return np.float32(1.0)
+
+  def batch(key, _):
+    step = jax.random.randint(key, (), 0, 1 << 30)
+    one = jax.pure_callback(record, jax.ShapeDtypeStruct((), jnp.float32),
+                            step)
+    return _batch(key, one)
+
+  return batch
+
+
+def test_host_loop_draws_each_batch_once_and_surfaces_host_errors():
+  """The host loop draws the next batch on a worker thread during the
+  update: every step's batch is drawn exactly once, the network is the
+  scan's, and an error raised while drawing a batch reaches the caller."""
+  key = jax.random.key(11)
+  tx = optax.adam(1e-2)
+  calls = []
+  host = tasknet.HostTrainer(_Tiny(), tasknet.cross_entropy, tx,
+                             _host_batch(calls), 5, (4, 4, 1))
+  params, _ = host.run(key, 0.0)
+  assert len(calls) == 5 and len(set(calls)) == 5
+  scanned, _ = jax.jit(lambda k: tasknet.train(
+      k, _Tiny(), tasknet.cross_entropy, tx,
+      lambda kk, s: _batch(kk, 1.0), 5, (4, 4, 1), 0.0))(key)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      a, b, rtol=1e-5, atol=1e-6), scanned, params)
+  failing = tasknet.HostTrainer(_Tiny(), tasknet.cross_entropy, tx,
+                                _host_batch([], fail_at=calls[2]), 5,
+                                (4, 4, 1))
+  try:
+    failing.run(key, 0.0)
+  except Exception as e:  # XLA wraps the callback's error
+    assert "renderer down" in str(e)
+  else:
+    raise AssertionError("the batch's error did not reach the caller")
