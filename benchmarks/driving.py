@@ -82,11 +82,15 @@ def main(argv):
   trainer = pipe.task_trainer(tx, steps=_DET_STEPS.value, batch=batch,
                               source="prior")
   jax.block_until_ready(trainer.run(jax.random.key(3), None, pools))
-  t0 = time.perf_counter()
-  jax.block_until_ready(trainer.run(jax.random.key(4), None, pools))
-  t = (time.perf_counter() - t0) / _DET_STEPS.value
-  print(f"detector training step with fresh scenes rendered through the "
-        f"bridge: {1.0 / t:.2f} steps/s ({t * 1e3:.0f} ms)")
+  for prefetch in (False, True):  # the next batch drawn during the update
+    trainer.prefetch = prefetch
+    t0 = time.perf_counter()
+    jax.block_until_ready(trainer.run(jax.random.key(4), None, pools))
+    t = (time.perf_counter() - t0) / _DET_STEPS.value
+    how = ("next batch drawn during the update" if prefetch else
+           "batch, then update")
+    print(f"detector training step with fresh scenes rendered through the "
+          f"bridge ({how}): {1.0 / t:.2f} steps/s ({t * 1e3:.0f} ms)")
 
   # ---------------------------------------------- MMD steps per stage
   target = MMDTarget.create(pipe.feature_fn(feat_params, sets["real"].images),

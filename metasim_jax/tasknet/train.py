@@ -121,6 +121,7 @@ class HostTrainer:
   ``run(key, *batch_args) -> (params, last loss)``."""
 
   population = False
+  prefetch = True  # False: each batch drawn just before its update
 
   def __init__(self, model: nn.Module, loss_fn: LossFn,
                tx: optax.GradientTransformation, batch_fn: BatchFn,
@@ -149,7 +150,9 @@ class HostTrainer:
     def draw(i):
       return jax.block_until_ready(self._batch(k_loop, i, batch_args))
 
-    if self.num_steps == 0:
+    if not self.prefetch or self.num_steps == 0:
+      for i in range(self.num_steps):
+        carry, loss = self._update(carry, *self._batch(k_loop, i, batch_args))
       return carry[0], loss
     with futures.ThreadPoolExecutor(1, "batch") as pool:
       pending = pool.submit(draw, 0)

@@ -122,6 +122,9 @@ def test_host_loop_draws_each_batch_once_and_surfaces_host_errors():
       lambda kk, s: _batch(kk, 1.0), 5, (4, 4, 1), 0.0))(key)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(
       a, b, rtol=1e-5, atol=1e-6), scanned, params)
+  host.prefetch = False  # each batch drawn just before its update
+  serial, _ = host.run(key, 0.0)
+  jax.tree.map(np.testing.assert_array_equal, serial, params)
   failing = tasknet.HostTrainer(_Tiny(), tasknet.cross_entropy, tx,
                                 _host_batch([], fail_at=calls[2]), 5,
                                 (4, 4, 1))
