@@ -4,7 +4,11 @@ through the renderer bridge (batch 16, moderngl servers), per stage of the
 schedule (cars; + camera; + context), with the configured MMD features
 (local statistics and the learned detector block).
 
-  python -m benchmarks.driving [--workers=2] [--repeats=5]
+  python -m benchmarks.driving [--workers=2] [--repeats=5] [--nolite]
+
+The fixed-batch detector step is timed for both detectors (the first runs'
+and the lite one, ``tasknet/detector.py``); the rest with ``--lite``'s
+(default: the lite one, as driving.flags).
 
 Prints one line per figure; the README quotes them (results/bench_driving.txt).
 Run it on an otherwise idle machine: the servers and JAX share the cores.
@@ -31,6 +35,8 @@ _WORKERS = flags.DEFINE_integer("workers", 2, "moderngl server processes.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed MMD steps per stage.")
 _DET_STEPS = flags.DEFINE_integer("detector_steps", 30,
                                   "Timed detector training steps.")
+_LITE = flags.DEFINE_bool("lite", True, "The lite detector (driving.flags' "
+                          "choice) for the fresh-scene and MMD lines.")
 
 
 def _median_seconds(fn, repeats: int, warmup: int = 2) -> float:
@@ -48,6 +54,7 @@ def main(argv):
   del argv
   config = driving_config.get_config()
   config.renderer_options.workers = _WORKERS.value
+  config.tasknet.kwargs.lite = _LITE.value
   config.splits = {"real": 200, "val": 16, "test": 16}
   # The learned feature block costs the same whatever it learned: a few
   # steps on V make it (config.task_features.steps only sets quality).
@@ -66,19 +73,19 @@ def main(argv):
   images, targets = pipe.images_and_targets(jax.random.key(0), batch, pools,
                                             None, "prior")
   tx = steps_lib.adam(config.eval.lr)
-  carry = init_tasknet(jax.random.key(1), pipe.tasknet, tx,
-                         pipe.input_shape)
-  step = jax.jit(make_step(
-      pipe.tasknet, pipe.task.loss, tx, lambda k: (images, targets)),
-      donate_argnums=0)
-  holder = [carry]
+  for lite in (False, True):
+    net = pipe.tasknet.clone(lite=lite)
+    carry = init_tasknet(jax.random.key(1), net, tx, pipe.input_shape)
+    step = jax.jit(make_step(net, pipe.task.loss, tx,
+                             lambda k: (images, targets)), donate_argnums=0)
+    holder = [carry]
 
-  def det_step():
-    holder[0], loss = step(holder[0], jax.random.key(2))
-    return loss
-  t = _median_seconds(det_step, _DET_STEPS.value)
-  print(f"detector (CenterNet) training step on a fixed batch: "
-        f"{1.0 / t:.2f} steps/s ({t * 1e3:.0f} ms)")
+    def det_step():
+      holder[0], loss = step(holder[0], jax.random.key(2))
+      return loss
+    t = _median_seconds(det_step, _DET_STEPS.value)
+    print(f"detector (CenterNet{', lite' if lite else ''}) training step on "
+          f"a fixed batch: {1.0 / t:.2f} steps/s ({t * 1e3:.0f} ms)")
   trainer = pipe.task_trainer(tx, steps=_DET_STEPS.value, batch=batch,
                               source="prior")
   jax.block_until_ready(trainer.run(jax.random.key(3), None, pools))

@@ -67,7 +67,9 @@ def get_config(arg: str = "default"):
   c.mmd.steps = 100  # per stage, where the schedule gives no count
   c.mmd.select_batch = 64
   c.task.sigma = {"x": 0.5, "y": 2.0, "yaw": 5.0}
-  c.tasknet = {"name": "centernet", "kwargs": {}}
+  # lite: the cheaper top-down path and shared head trunk (detector.py),
+  # the default flagfile's choice; False: the detector of the first runs.
+  c.tasknet = {"name": "centernet", "kwargs": {"lite": False}}
   # Detectors of every row: 350 steps of batch 16 (~3.5 min each here);
   # no probes during MMD (each would train one more).
   c.eval = {"train_steps": 350, "batch_size": 16, "lr": 2e-3,

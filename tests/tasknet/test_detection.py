@@ -150,14 +150,18 @@ def test_loss_lower_for_perfect_output():
     detection.detection_loss(jnp.zeros((2,) + GRID + (3,)), t)
 
 
-def test_detector_shapes_and_a_few_steps_reduce_the_loss():
-  model = detector.CenterNet(features=(8, 8, 16, 16), head=8)
+@pytest.mark.parametrize("lite", [False, True])
+def test_detector_shapes_and_a_few_steps_reduce_the_loss(lite):
+  model = detector.CenterNet(features=(8, 8, 16, 16), head=8, lite=lite)
   rng = np.random.default_rng(0)
   t = hand_targets()
   x = jnp.asarray(rng.random((2, H, W, 3)), jnp.float32)
   # An RBG key: threefry's random bits take XLA ~15 s to compile here.
   params = model.init(jax.random.key(0, impl="unsafe_rbg"), x[:1])["params"]
   assert model.apply({"params": params}, x).shape == (2,) + GRID + (5,)
+  # 7 backbone + 2 top-down 3x3 convs; the heads' trunks: 3, or 1 shared.
+  kernels = [v["kernel"].shape for v in params.values() if "kernel" in v]
+  assert sum(k[:2] == (3, 3) for k in kernels) == (10 if lite else 12)
   with pytest.raises(ValueError, match="divisible by 4"):
     model.apply({"params": params}, jnp.zeros((1, 30, 64, 3)))
   tx = optax.adam(3e-3)
