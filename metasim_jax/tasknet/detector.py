@@ -12,7 +12,7 @@ al. 2017) and FCOS/RetinaNet build them: the top-down path *adds* the
 upsampled coarser map (through a 1x1 lateral where the widths differ)
 instead of concatenating it, and the three heads share one 3x3 trunk.
 Most of the network's work is at stride 4, where both parts sit: a
-training step of batch 16 at 96 x 312 takes ~0.68x the time
+training step of batch 16 at 96 x 312 takes ~0.67x the time
 (``benchmarks/driving.py``).
 
 Output channels (``detection.py`` encodes targets and decodes boxes):
