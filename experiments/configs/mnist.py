@@ -111,6 +111,7 @@ def get_config(arg: str = "rot") -> ml_collections.ConfigDict:
                "std_tolerance": {"yaw": 5.0, "x": 1.0, "y": 1.0}}
 
   if "task_only" in options:
+    c.transformer.affine = False  # Algorithm 1's G_theta: the GCN alone
     c.mmd.weight = 0.0
     c.task.weight = 1.0
     c.task.steps = 100
