@@ -21,7 +21,7 @@ uses the run's feature map and bandwidths.
 import sys
 
 import jax
-import numpy as np
+import jax.numpy as jnp
 
 from benchmarks import common
 from metasim_jax.features import MMDTarget
@@ -43,24 +43,18 @@ def main(argv):
   col, digits = g.col("yaw"), g.slots_of("digit")
 
   def mmd(spread, shift):
-    v = []
-    for s in range(3):
-      key = jax.random.key(s)
-      scene = pipe.sample(key, 200, pools, source="target")
-      a = scene.attrs
+    """The digits' yaw redrawn N(mean + shift, spread) about the drawn
+    scenes' circular mean."""
+    def edit(a, key):
       yaw = a[:, digits, col]
       z = jax.random.normal(jax.random.fold_in(key, 1), yaw.shape)
-      mean = float(np.degrees(np.angle(np.mean(np.exp(
-          1j * np.radians(np.asarray(yaw)))))))
-      a = a.at[:, digits, col].set(mean + shift + spread * z)
-      image = pipe.render(scene.replace(attrs=a), pools, g).image
-      v.append(float(target.mmd2(fn(image))))
-    return f"{np.mean(v):.5f} +- {np.std(v):.5f}"
+      mean = jnp.degrees(jnp.angle(jnp.mean(jnp.exp(1j * jnp.radians(yaw)))))
+      return a.at[:, digits, col].set(mean + shift + spread * z)
+    return common.edited_target_mmd(pipe, pools, fn, target, edit)
 
   print("overrides", overrides)
   print(f"{'target scenes as drawn':>28s} {'':>10s}",
-        common.edited_target_mmd(
-            pipe, pools, fn, target, lambda a, k: a))
+        common.edited_target_mmd(pipe, pools, fn, target, lambda a, k: a))
   for shift in SHIFTS:
     for spread in SPREADS:
       print(f"{'yaw sd %.1f, mean + %.0f' % (spread, shift):>28s}",

@@ -15,6 +15,8 @@ import sys
 
 import numpy as np
 
+from metasim_jax.training.evaluation import within_tolerance
+
 PAPER = {"mnist_rot": (14.8, 99.5), "mnist_rot_trans": (13.1, 99.3)}
 
 
@@ -32,15 +34,12 @@ def load(arg: str) -> dict:
   seeds = [p["seed"] for p in per_seed]
   if len(set(seeds)) != len(seeds):
     sys.exit(f"error: seeds {seeds} repeat across {arg}")
-  within = lambda errors, tol: all(
-      err <= tol.get(name.rsplit(".", 1)[-1], np.inf)
-      for name, err in errors.items())
   tol = first["summary"]["attribute_tolerance"]
-  ok = [within(p["attribute_mean_error"], tol) for p in per_seed]
+  ok = [within_tolerance(p["attribute_mean_error"], tol) for p in per_seed]
   # Spreads: results made before the standard deviations were reported
   # have no "attribute_std_error" (None: not measured).
   std_tol = first["summary"].get("std_tolerance")
-  ok_std = [within(p["attribute_std_error"], std_tol)
+  ok_std = [within_tolerance(p["attribute_std_error"], std_tol)
             if std_tol and "attribute_std_error" in p else None
             for p in per_seed]
   return {"experiment": first["experiment"], "per_seed": per_seed, "ok": ok,

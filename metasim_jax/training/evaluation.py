@@ -294,6 +294,14 @@ def write_pictures(setup: Setup, params, key, seed: int, curves):
     return np.asarray(im.convert("RGB"))
 
 
+def within_tolerance(errors: dict[str, float],
+                     tolerance: dict[str, float]) -> bool:
+  """Every error ("slot.attr" -> |learned - target|) within its attribute's
+  tolerance (by "attr"; attributes without one always pass)."""
+  return bool(all(err <= tolerance.get(name.rsplit(".", 1)[-1], np.inf)
+                  for name, err in errors.items()))
+
+
 def summarise(config, per_seed, t_start: float, head: str) -> dict[str, Any]:
   """results.json: the summary over seeds, per-seed results, config."""
   acc = {s: [r[f"test_{head}"][s] for r in per_seed] for s in SOURCES}
@@ -301,11 +309,8 @@ def summarise(config, per_seed, t_start: float, head: str) -> dict[str, Any]:
          for r in per_seed]
   tol = dict(config.success.attribute_tolerance)
   std_tol = dict(config.success.std_tolerance)
-  within = lambda errors, t: bool(all(
-      err <= t.get(name.rsplit(".", 1)[-1], np.inf)
-      for name, err in errors.items()))
-  ok_attr = [within(r["attribute_mean_error"], tol) for r in per_seed]
-  ok_std = [within(r["attribute_std_error"], std_tol) for r in per_seed]
+  ok_attr = [within_tolerance(r["attribute_mean_error"], tol) for r in per_seed]
+  ok_std = [within_tolerance(r["attribute_std_error"], std_tol) for r in per_seed]
   stages = {}
   if "stages" in per_seed[0]:  # explicit schedule: every stage's metrics
     names = per_seed[0]["test_metrics_per_stage"][per_seed[0]["stages"][0]]
